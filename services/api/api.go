@@ -1,0 +1,183 @@
+// Package api holds the wire types shared by the master, the slaves, the lab
+// command and the tests. Every JSON body that crosses a process boundary is
+// declared here, so the two ends cannot drift apart.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Version is the calclab version reported by /health on both services.
+const Version = "0.1.0"
+
+// Task statuses, as stored by the master and shown by GET /tasks.
+const (
+	StatusQueued    = "queued"
+	StatusAssigned  = "assigned"
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+)
+
+// Slave statuses, as shown by GET /slaves.
+const (
+	SlaveFree     = "free"
+	SlaveBusy     = "busy"
+	SlaveDown     = "down"
+	SlaveDraining = "draining"
+)
+
+// HeaderRequestID carries the request id from the client through the master
+// to the slave, so one task can be followed in every log.
+const HeaderRequestID = "X-Request-Id"
+
+// HeaderHashKey is the key the consistent-hash policy balances on; without it
+// the client's IP address is used (nginx ip_hash).
+const HeaderHashKey = "X-Hash-Key"
+
+// Error is the body of every error response of both services.
+type Error struct {
+	Error  string `json:"error"`
+	Field  string `json:"field,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Operation is the seed's structured task payload:
+// {"operation": "addition", "operands": [5, 3]}.
+type Operation struct {
+	Operation string    `json:"operation"`
+	Operands  []float64 `json:"operands"`
+}
+
+// SubmitRequest is the body of POST /submit-task. Payload is either a JSON
+// string holding an expression or an Operation object.
+type SubmitRequest struct {
+	TaskID  string          `json:"task_id,omitempty"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// Task is one calculator task as the master stores and reports it.
+type Task struct {
+	ID         string     `json:"task_id"`
+	Expression string     `json:"expression"`
+	Status     string     `json:"status"`
+	Result     *float64   `json:"result,omitempty"`
+	Error      string     `json:"error,omitempty"`
+	Slave      string     `json:"slave,omitempty"`
+	Attempts   int        `json:"attempts"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// DurationMS is the time from acceptance to the final status.
+	DurationMS float64 `json:"duration_ms,omitempty"`
+}
+
+// Done reports whether the task reached a final status.
+func (t *Task) Done() bool { return t.Status == StatusCompleted || t.Status == StatusFailed }
+
+// TaskList is the body of GET /tasks.
+type TaskList struct {
+	Tasks      []Task `json:"tasks"`
+	Total      int    `json:"total"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// BatchRequest is the body of POST /submit-batch.
+type BatchRequest struct {
+	Expressions []string `json:"expressions"`
+}
+
+// BatchItem is one result of POST /submit-batch, in request order. Exactly
+// one of Result and Error is set.
+type BatchItem struct {
+	Result *float64 `json:"result,omitempty"`
+	Error  string   `json:"error,omitempty"`
+}
+
+// BatchResponse is the body of a POST /submit-batch reply.
+type BatchResponse struct {
+	BatchID    string      `json:"batch_id"`
+	Count      int         `json:"count"`
+	Failed     int         `json:"failed"`
+	Results    []BatchItem `json:"results"`
+	DurationMS float64     `json:"duration_ms"`
+}
+
+// RegisterRequest is the body of POST /register-slave. Webhook is accepted
+// as a synonym of WebhookURL (the seed used both).
+type RegisterRequest struct {
+	WebhookURL string `json:"webhook_url,omitempty"`
+	Webhook    string `json:"webhook,omitempty"`
+	ID         string `json:"id,omitempty"`
+	Capacity   int    `json:"capacity,omitempty"`
+	Version    string `json:"version,omitempty"`
+}
+
+// RegisterResponse is the master's reply to a registration.
+type RegisterResponse struct {
+	ID                string `json:"id"`
+	SlaveID           string `json:"slave_id"`
+	HeartbeatInterval string `json:"heartbeat_interval"`
+	Status            string `json:"status"`
+}
+
+// Heartbeat is the body of POST /slaves/{id}/heartbeat.
+type Heartbeat struct {
+	InFlight  int    `json:"in_flight"`
+	Capacity  int    `json:"capacity"`
+	TasksDone uint64 `json:"tasks_done"`
+}
+
+// SlaveInfo is one entry of GET /slaves.
+type SlaveInfo struct {
+	ID        string    `json:"id"`
+	Webhook   string    `json:"webhook"`
+	Status    string    `json:"status"`
+	InFlight  int       `json:"in_flight"`
+	Capacity  int       `json:"capacity"`
+	TasksDone uint64    `json:"tasks_done"`
+	Failures  int       `json:"failures"`
+	LatencyMS float64   `json:"latency_ms"`
+	LastSeen  time.Time `json:"last_seen"`
+	Version   string    `json:"version,omitempty"`
+}
+
+// ComputeRequest is the body of a slave's POST /compute: either Expression
+// or Operation is set.
+type ComputeRequest struct {
+	ID         string     `json:"id,omitempty"`
+	Expression string     `json:"expression,omitempty"`
+	Operation  *Operation `json:"operation,omitempty"`
+}
+
+// ComputeResponse is a slave's answer for one task. An evaluation error (bad
+// expression, division by zero) is a final answer, not a slave failure.
+type ComputeResponse struct {
+	ID     string   `json:"id,omitempty"`
+	Result *float64 `json:"result,omitempty"`
+	Error  string   `json:"error,omitempty"`
+	Slave  string   `json:"slave,omitempty"`
+}
+
+// ComputeBatchRequest is the body of a slave's POST /compute/batch.
+type ComputeBatchRequest struct {
+	Expressions []string `json:"expressions"`
+}
+
+// ComputeBatchResponse answers a ComputeBatchRequest, in order.
+type ComputeBatchResponse struct {
+	Results []BatchItem `json:"results"`
+	Slave   string      `json:"slave,omitempty"`
+}
+
+// Health is the body of GET /health on both services.
+type Health struct {
+	ID        string `json:"id,omitempty"`
+	Role      string `json:"role"`
+	Status    string `json:"status"`
+	InFlight  int    `json:"in_flight"`
+	Capacity  int    `json:"capacity,omitempty"`
+	TasksDone uint64 `json:"tasks_done"`
+	Version   string `json:"version"`
+	Slaves    int    `json:"slaves,omitempty"`
+	Queue     int    `json:"queue_depth"`
+}
