@@ -1,0 +1,50 @@
+# calclab: `make lab-up` brings the lab up, `make test` runs every test.
+GO       ?= go
+BIN      := $(CURDIR)/bin
+PROVIDER ?=
+NODE     ?=
+LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER))
+GOFLAGS_BUILD := -trimpath
+
+.PHONY: build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman fuzz-seed bench-calc clean
+
+build: ## build bin/master bin/slave bin/lab
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/master ./cmd/slave ./cmd/lab
+
+lab-up: build ## start the lab from lab.yaml (local processes by default)
+	$(LAB) up
+
+lab-down: ## stop the lab and remove its files (safe to run twice)
+	@if [ -x $(BIN)/lab ]; then $(LAB) down; else echo "lab is not built; nothing to stop"; fi
+
+lab-status: build ## table of the lab's nodes
+	$(LAB) status
+
+lab-logs: build ## make lab-logs NODE=slave-1
+	@test -n "$(NODE)" || { echo "usage: make lab-logs NODE=master|slave-1|slave-2"; exit 2; }
+	$(LAB) logs $(NODE)
+
+lab-ssh: build ## make lab-ssh NODE=slave-1 (VM providers)
+	@test -n "$(NODE)" || { echo "usage: make lab-ssh NODE=slave-1"; exit 2; }
+	$(LAB) ssh $(NODE)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit: ## go test -race over every package (fuzz seed corpora included)
+	$(GO) test -race -count=1 ./...
+
+newman: build ## run the Postman collection against a lab this target starts and stops
+	scripts/newman.sh
+
+test: fmt-check vet unit newman ## the whole suite: what .ci/run calls
+
+bench-calc: build ## calculator benchmark: direct, master, nginx, batch
+	$(GO) run ./scripts/benchcalc
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,164 @@
+// Command lab brings a calclab lab up and down from lab.yaml and looks into
+// its nodes: up, down, status, logs, ssh, ssh-config.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/driver/local"
+	"github.com/calclab/calclab/infra/lab"
+	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/internal/envflag"
+)
+
+const summary = `lab: bring a calclab lab (one master, N slaves) up and down from lab.yaml.
+
+Usage:
+  lab [flags] up              start every node, wait until the master is healthy and
+                              every slave registered, print a status table
+  lab [flags] down            stop every node and remove the lab's files (idempotent)
+  lab [flags] status [--json] table of nodes: role, pid, address, health, in-flight, tasks done
+  lab [flags] logs NODE [-f]  print (and follow) a node's service log
+  lab [flags] ssh NODE [-- CMD...]
+                              shell or command on a node (VM providers)
+  lab [flags] ssh-config      OpenSSH config for the lab's VMs (VM providers)
+  lab [flags] validate        check lab.yaml and print the nodes
+
+Providers: local (default: processes on 127.0.0.1, no root, no network), qemu, hyperv.`
+
+func main() {
+	err := run(os.Args[1:], os.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	file := fs.String("file", "lab.yaml", "lab spec to read")
+	provider := fs.String("provider", "", "provider to use instead of the spec's: local, qemu, hyperv")
+	stateDir := fs.String("state-dir", ".lab", "directory of the lab's state, logs and data")
+	binDir := fs.String("bin-dir", "", "directory of the master and slave binaries (default: the lab binary's own)")
+	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return errors.New("missing command (up, down, status, logs, ssh, ssh-config, validate)")
+	}
+	s, err := spec.Load(*file)
+	if err != nil {
+		return err
+	}
+	if *provider != "" {
+		s.Provider = *provider
+		if err := s.Validate(); err != nil {
+			return err
+		}
+	}
+	if *binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find binaries: %w (set --bin-dir)", err)
+		}
+		*binDir = filepath.Dir(exe)
+	}
+	dir, err := filepath.Abs(*stateDir)
+	if err != nil {
+		return err
+	}
+	drv, err := newDriver(s.Provider, dir, *binDir)
+	if err != nil {
+		return err
+	}
+	l := &lab.Lab{Spec: s, Driver: drv, Out: out}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cmd, cargs := rest[0], rest[1:]
+	switch cmd {
+	case "up":
+		return noArgs(cmd, cargs, func() error { return l.Up(ctx) })
+	case "down":
+		return noArgs(cmd, cargs, func() error { return l.Down(ctx) })
+	case "status":
+		sf := flag.NewFlagSet("status", flag.ContinueOnError)
+		asJSON := sf.Bool("json", false, "print JSON instead of a table")
+		if err := sf.Parse(cargs); err != nil {
+			return err
+		}
+		return l.Status(ctx, *asJSON)
+	case "logs":
+		lf := flag.NewFlagSet("logs", flag.ContinueOnError)
+		follow := lf.Bool("f", false, "follow the log")
+		node, largs := firstArg(cargs)
+		if err := lf.Parse(largs); err != nil {
+			return err
+		}
+		if node == "" {
+			node = lf.Arg(0)
+		}
+		if node == "" {
+			return fmt.Errorf("usage: lab logs NODE [-f] (nodes: %v)", s.NodeNames())
+		}
+		return drv.Logs(ctx, s, node, *follow, out)
+	case "ssh":
+		node, sargs := firstArg(cargs)
+		if node == "" {
+			return fmt.Errorf("usage: lab ssh NODE [-- CMD...] (nodes: %v)", s.NodeNames())
+		}
+		if len(sargs) > 0 && sargs[0] == "--" {
+			sargs = sargs[1:]
+		}
+		return drv.SSH(ctx, s, node, sargs)
+	case "ssh-config":
+		return fmt.Errorf("ssh-config with the %s provider: %w", drv.Name(), driver.ErrUnsupported)
+	case "validate":
+		fmt.Fprintf(out, "%s: ok: lab %s, provider %s, network %s\n", s.File, s.Name, s.Provider, s.Network.CIDR)
+		for _, n := range s.Nodes {
+			fmt.Fprintf(out, "  %-10s %-7s %-15s local %s\n", n.Name, n.Role, n.IP, local.URL(s, n))
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (see lab --help)", cmd)
+	}
+}
+
+func firstArg(args []string) (string, []string) {
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	return "", args
+}
+
+func noArgs(cmd string, args []string, fn func() error) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
+	}
+	return fn()
+}
+
+func newDriver(provider, dir, binDir string) (driver.Driver, error) {
+	switch provider {
+	case "local":
+		return &local.Driver{Dir: dir, BinDir: binDir}, nil
+	case "qemu", "hyperv":
+		return nil, fmt.Errorf("provider %q: %w yet in this build (use --provider local)", provider, driver.ErrUnsupported)
+	default:
+		return nil, fmt.Errorf("unknown provider %q (local, qemu, hyperv)", provider)
+	}
+}

@@ -1,0 +1,69 @@
+// Command master runs calclab's master: the task API, the slave registry
+// and the balancer. Every flag has an environment twin (see --help).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/calclab/calclab/internal/envflag"
+	"github.com/calclab/calclab/services/balancer"
+	"github.com/calclab/calclab/services/master"
+)
+
+const summary = `master: calclab's master. Accepts calculator tasks (POST /submit-task, POST /submit-batch),
+keeps the registry of slaves (POST /register-slave, GET /slaves) and balances tasks across them.
+
+Usage: master [flags]`
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "master:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := master.Defaults()
+	fs := flag.NewFlagSet("master", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the task store")
+	fs.StringVar(&cfg.Policy, "policy", cfg.Policy, fmt.Sprintf("balancing policy: %v", balancer.Names()))
+	fs.StringVar(&cfg.Token, "token", "", "shared token slaves must present (Bearer) to register; empty: no token")
+	cidrs := fs.String("allow-cidr", "127.0.0.0/8,::1/128", "comma-separated networks slave webhooks may be in")
+	fs.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "tasks that may wait for a free slave before 503")
+	fs.DurationVar(&cfg.TaskTimeout, "task-timeout", cfg.TaskTimeout, "timeout of one try of a task on one slave")
+	fs.DurationVar(&cfg.TaskDeadline, "task-deadline", cfg.TaskDeadline, "time from acceptance after which a task fails")
+	fs.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "interval of active health checks")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "heartbeat interval told to slaves")
+	fs.IntVar(&cfg.FailThreshold, "fail-threshold", cfg.FailThreshold, "failures in a row that eject a slave")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "max expressions in one /submit-batch")
+	fs.IntVar(&cfg.MaxTasks, "max-tasks", cfg.MaxTasks, "tasks kept in the store (oldest finished ones are dropped)")
+	fs.DurationVar(&cfg.FlushEvery, "flush-every", cfg.FlushEvery, "group-commit interval of the task store (what a crash can lose)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	}
+	var err error
+	if cfg.AllowCIDRs, err = master.ParseCIDRs(*cidrs); err != nil {
+		return err
+	}
+	if cfg.Logger, err = envflag.Logger(os.Stderr, *level, *format); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return master.Run(ctx, cfg)
+}

@@ -1,0 +1,310 @@
+// Package local is the lab provider that runs every node as a process on
+// this machine, bound to loopback: no root, no VM, no network access.
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/spec"
+)
+
+// Driver runs nodes as local processes. Its state lives under Dir.
+type Driver struct {
+	// Dir is the lab's state directory (.lab).
+	Dir string
+	// BinDir holds the master and slave binaries.
+	BinDir string
+	// StopTimeout is how long Down waits after SIGTERM before SIGKILL.
+	StopTimeout time.Duration
+}
+
+type nodeState struct {
+	PID     int       `json:"pid"`
+	Binary  string    `json:"binary"`
+	URL     string    `json:"url"`
+	Log     string    `json:"log"`
+	Started time.Time `json:"started"`
+}
+
+type state struct {
+	Nodes map[string]nodeState `json:"nodes"`
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "local" }
+
+func (d *Driver) statePath() string { return filepath.Join(d.Dir, "local-state.json") }
+
+func (d *Driver) load() (state, error) {
+	st := state{Nodes: map[string]nodeState{}}
+	data, err := os.ReadFile(d.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read lab state: %w", err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("lab state %s is corrupt (remove it after stopping the processes by hand): %w", d.statePath(), err)
+	}
+	if st.Nodes == nil {
+		st.Nodes = map[string]nodeState{}
+	}
+	return st, nil
+}
+
+func (d *Driver) save(st state) error {
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", d.Dir, err)
+	}
+	data, _ := json.MarshalIndent(st, "", "  ")
+	tmp := d.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write lab state: %w", err)
+	}
+	return os.Rename(tmp, d.statePath())
+}
+
+// alive reports whether pid runs the given binary (a recycled pid running
+// something else is not ours).
+func alive(pid int, binary string) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// A zombie (state Z) has exited.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	first, _, _ := bytes.Cut(cmdline, []byte{0})
+	return string(first) == binary
+}
+
+// URL is the loopback URL of a node.
+func URL(lab *spec.Lab, n spec.Node) string {
+	return "http://" + net.JoinHostPort(lab.Services.LocalHost, strconv.Itoa(n.LocalPort))
+}
+
+func (d *Driver) args(lab *spec.Lab, n spec.Node) (string, []string) {
+	addr := net.JoinHostPort(lab.Services.LocalHost, strconv.Itoa(n.LocalPort))
+	if n.Role == spec.RoleMaster {
+		args := []string{
+			"--listen", addr,
+			"--data-dir", filepath.Join(d.Dir, n.Name, "data"),
+			"--policy", lab.Services.Policy,
+			"--allow-cidr", "127.0.0.0/8,::1/128," + lab.Network.CIDR,
+		}
+		if lab.Services.Token != "" {
+			args = append(args, "--token", lab.Services.Token)
+		}
+		return filepath.Join(d.BinDir, "master"), args
+	}
+	args := []string{"--listen", addr, "--master", URL(lab, lab.Master()), "--id", n.Name}
+	if lab.Services.Token != "" {
+		args = append(args, "--token", lab.Services.Token)
+	}
+	return filepath.Join(d.BinDir, "slave"), args
+}
+
+// Up implements driver.Driver: it starts every node that is not running.
+func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress) error {
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	for _, n := range lab.Nodes {
+		start := time.Now()
+		bin, args := d.args(lab, n)
+		if ns, ok := st.Nodes[n.Name]; ok && alive(ns.PID, ns.Binary) {
+			progress(driver.Step{Node: n.Name, Step: "start", Done: true, Elapsed: time.Since(start), Hint: fmt.Sprintf("already running (pid %d)", ns.PID)})
+			continue
+		}
+		progress(driver.Step{Node: n.Name, Step: "start"})
+		ns, err := d.startNode(lab, n, bin, args)
+		if err != nil {
+			progress(driver.Step{Node: n.Name, Step: "start", Err: err, Elapsed: time.Since(start), Hint: ns.Log})
+			return fmt.Errorf("node %s: start: %w", n.Name, err)
+		}
+		st.Nodes[n.Name] = ns
+		if err := d.save(st); err != nil {
+			return err
+		}
+		progress(driver.Step{Node: n.Name, Step: "start", Done: true, Elapsed: time.Since(start), Hint: fmt.Sprintf("pid %d", ns.PID)})
+	}
+	return nil
+}
+
+func (d *Driver) startNode(lab *spec.Lab, n spec.Node, bin string, args []string) (nodeState, error) {
+	dir := filepath.Join(d.Dir, n.Name)
+	ns := nodeState{Binary: bin, URL: URL(lab, n), Log: filepath.Join(dir, n.Name+".log")}
+	if _, err := os.Stat(bin); err != nil {
+		return ns, fmt.Errorf("binary %s not found (run make build): %w", bin, err)
+	}
+	addr := net.JoinHostPort(lab.Services.LocalHost, strconv.Itoa(n.LocalPort))
+	if ln, err := net.Listen("tcp", addr); err != nil {
+		return ns, fmt.Errorf("address %s is taken by another program (change local_port in %s or stop it): %w", addr, lab.File, err)
+	} else {
+		ln.Close()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return ns, fmt.Errorf("create %s: %w", dir, err)
+	}
+	logf, err := os.OpenFile(ns.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return ns, fmt.Errorf("open log: %w", err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "=== %s: lab starting %s %s\n", time.Now().UTC().Format(time.RFC3339), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = d.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return ns, fmt.Errorf("exec %s: %w", bin, err)
+	}
+	ns.PID, ns.Started = cmd.Process.Pid, time.Now().UTC()
+	// Reap the child if it dies while we still run, so alive() is right.
+	go func() { _ = cmd.Wait() }()
+	return ns, nil
+}
+
+// Nodes implements driver.Driver.
+func (d *Driver) Nodes(_ context.Context, lab *spec.Lab) ([]driver.Node, error) {
+	st, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]driver.Node, 0, len(lab.Nodes))
+	for _, n := range lab.Nodes {
+		ns := st.Nodes[n.Name]
+		dn := driver.Node{Name: n.Name, Role: n.Role, URL: URL(lab, n), Log: filepath.Join(d.Dir, n.Name, n.Name+".log")}
+		if alive(ns.PID, ns.Binary) {
+			dn.PID, dn.Running = ns.PID, true
+		}
+		out = append(out, dn)
+	}
+	return out, nil
+}
+
+// Down implements driver.Driver: it stops every process the lab started
+// (slaves first, so they deregister from a live master) and removes the
+// lab's files.
+func (d *Driver) Down(_ context.Context, lab *spec.Lab) error {
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	timeout := d.StopTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	order := append(lab.Slaves(), lab.Master())
+	var errs []error
+	stopped := map[string]bool{}
+	for _, n := range order {
+		stopped[n.Name] = true
+		if ns, ok := st.Nodes[n.Name]; ok {
+			errs = append(errs, stop(ns, timeout))
+		}
+	}
+	// Nodes that were removed from lab.yaml since they were started.
+	for name, ns := range st.Nodes {
+		if !stopped[name] {
+			errs = append(errs, stop(ns, timeout))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for name := range st.Nodes {
+		if err := os.RemoveAll(filepath.Join(d.Dir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, n := range lab.Nodes {
+		if err := os.RemoveAll(filepath.Join(d.Dir, n.Name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(d.statePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	// Remove .lab itself only when nothing else lives there.
+	_ = os.Remove(d.Dir)
+	return errors.Join(errs...)
+}
+
+func stop(ns nodeState, timeout time.Duration) error {
+	if !alive(ns.PID, ns.Binary) {
+		return nil
+	}
+	_ = syscall.Kill(ns.PID, syscall.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !alive(ns.PID, ns.Binary) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(ns.PID, syscall.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
+	if alive(ns.PID, ns.Binary) {
+		return fmt.Errorf("process %d did not stop", ns.PID)
+	}
+	return nil
+}
+
+// Logs implements driver.Driver: it prints the node's log file.
+func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
+	if _, ok := lab.Node(node); !ok {
+		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
+	}
+	path := filepath.Join(d.Dir, node, node+".log")
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("node %s has no log yet (is the lab up? run lab up)", node)
+		}
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for {
+		if _, err := io.Copy(w, r); err != nil {
+			return err
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// SSH implements driver.Driver; local nodes are processes, not machines.
+func (d *Driver) SSH(context.Context, *spec.Lab, string, []string) error {
+	return fmt.Errorf("ssh into a local node: %w (local nodes are processes on this machine; use lab logs, or --provider qemu for VMs)", driver.ErrUnsupported)
+}

@@ -1,0 +1,237 @@
+// Package lab orchestrates a lab through a provider's driver: bring the
+// nodes up, wait until the master is healthy and every slave registered,
+// report status, and tear everything down.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/services/api"
+)
+
+// Lab is a lab spec bound to the driver of its provider.
+type Lab struct {
+	Spec   *spec.Lab
+	Driver driver.Driver
+	// Out receives progress and tables.
+	Out io.Writer
+	// ReadyTimeout bounds the wait for a healthy master and registered
+	// slaves (default 60s).
+	ReadyTimeout time.Duration
+	client       *http.Client
+}
+
+func (l *Lab) http() *http.Client {
+	if l.client == nil {
+		l.client = &http.Client{Timeout: 2 * time.Second}
+	}
+	return l.client
+}
+
+func (l *Lab) progress(s driver.Step) {
+	switch {
+	case s.Err != nil:
+		fmt.Fprintf(l.Out, "  %-10s %-10s FAILED after %s: %v\n", s.Node, s.Step, s.Elapsed.Round(time.Millisecond), s.Err)
+		if s.Hint != "" {
+			fmt.Fprintf(l.Out, "  %-10s %-10s see %s\n", "", "", s.Hint)
+		}
+	case s.Done:
+		fmt.Fprintf(l.Out, "  %-10s %-10s ok  %6s  %s\n", s.Node, s.Step, s.Elapsed.Round(time.Millisecond), s.Hint)
+	}
+}
+
+// Up brings every node up and waits until the master is healthy and every
+// slave is registered and free; it is safe to run again.
+func (l *Lab) Up(ctx context.Context) error {
+	start := time.Now()
+	fmt.Fprintf(l.Out, "lab %s: bringing up %d nodes with the %s provider\n", l.Spec.Name, len(l.Spec.Nodes), l.Driver.Name())
+	if err := l.Driver.Up(ctx, l.Spec, l.progress); err != nil {
+		return err
+	}
+	if err := l.waitReady(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(l.Out, "lab %s is up in %s\n\n", l.Spec.Name, time.Since(start).Round(time.Millisecond))
+	if err := l.Status(ctx, false); err != nil {
+		return err
+	}
+	m := l.nodeURL(ctx, spec.RoleMaster)
+	fmt.Fprintf(l.Out, "\nTry it:\n  curl -s -X POST %s/submit-task -H 'Content-Type: application/json' -d '{\"payload\": \"4 * (2 + 3)\"}'\n", m)
+	fmt.Fprintf(l.Out, "  curl -s %s/slaves\n", m)
+	return nil
+}
+
+func (l *Lab) nodeURL(ctx context.Context, role string) string {
+	nodes, _ := l.Driver.Nodes(ctx, l.Spec)
+	for _, n := range nodes {
+		if n.Role == role {
+			return n.URL
+		}
+	}
+	return ""
+}
+
+// waitReady polls the master until it is healthy and lists every slave of
+// the spec as registered and not down.
+func (l *Lab) waitReady(ctx context.Context) error {
+	timeout := l.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nodes, err := l.Driver.Nodes(ctx, l.Spec)
+	if err != nil {
+		return err
+	}
+	var master driver.Node
+	for _, n := range nodes {
+		if n.Role == spec.RoleMaster {
+			master = n
+		}
+	}
+	want := map[string]bool{}
+	for _, n := range l.Spec.Slaves() {
+		want[n.Name] = true
+	}
+	start := time.Now()
+	healthy := false
+	var last string
+	for {
+		cur, err := l.Driver.Nodes(ctx, l.Spec)
+		if err != nil {
+			return err
+		}
+		for _, c := range cur {
+			if !c.Running {
+				return fmt.Errorf("node %s is not running (it exited while starting?); its log: %s", c.Name, c.Log)
+			}
+		}
+		if !healthy {
+			var h api.Health
+			if err := l.getJSON(ctx, master.URL+"/health", &h); err == nil && h.Status == "ok" {
+				healthy = true
+				fmt.Fprintf(l.Out, "  %-10s %-10s ok  %6s  %s\n", master.Name, "healthy", time.Since(start).Round(time.Millisecond), master.URL)
+			} else {
+				last = fmt.Sprintf("master not healthy at %s: %v", master.URL, err)
+			}
+		}
+		if healthy {
+			var slaves []api.SlaveInfo
+			if err := l.getJSON(ctx, master.URL+"/slaves", &slaves); err == nil {
+				ready := 0
+				for _, s := range slaves {
+					if want[s.ID] && s.Status != api.SlaveDown && s.Status != api.SlaveDraining {
+						ready++
+					}
+				}
+				if ready == len(want) {
+					fmt.Fprintf(l.Out, "  %-10s %-10s ok  %6s  %d of %d slaves registered\n", "slaves", "registered", time.Since(start).Round(time.Millisecond), ready, len(want))
+					return nil
+				}
+				last = fmt.Sprintf("%d of %d slaves registered", ready, len(want))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab not ready after %s: %s (logs: lab logs NODE)", timeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Lab) getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	res, err := l.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("GET %s answered %d: %w", url, res.StatusCode, err)
+	}
+	return nil
+}
+
+// NodeStatus is one row of lab status.
+type NodeStatus struct {
+	Node      string `json:"node"`
+	Role      string `json:"role"`
+	PID       int    `json:"pid,omitempty"`
+	Address   string `json:"address"`
+	Health    string `json:"health"`
+	InFlight  int    `json:"in_flight"`
+	TasksDone uint64 `json:"tasks_done"`
+}
+
+// Nodes returns the status of every node.
+func (l *Lab) Nodes(ctx context.Context) ([]NodeStatus, error) {
+	nodes, err := l.Driver.Nodes(ctx, l.Spec)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]NodeStatus, 0, len(nodes))
+	for _, n := range nodes {
+		row := NodeStatus{Node: n.Name, Role: n.Role, PID: n.PID, Address: n.URL, Health: "stopped"}
+		if n.Running {
+			var h api.Health
+			if err := l.getJSON(ctx, n.URL+"/health", &h); err != nil {
+				row.Health = "unreachable"
+			} else {
+				row.Health, row.InFlight, row.TasksDone = h.Status, h.InFlight, h.TasksDone
+			}
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+// Status prints a table of the nodes (or JSON).
+func (l *Lab) Status(ctx context.Context, asJSON bool) error {
+	rows, err := l.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(l.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(l.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tPID\tADDRESS\tHEALTH\tIN-FLIGHT\tTASKS DONE")
+	for _, r := range rows {
+		pid := "-"
+		if r.PID > 0 {
+			pid = strconv.Itoa(r.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Node, r.Role, pid, strings.TrimPrefix(r.Address, "http://"), r.Health, r.InFlight, r.TasksDone)
+	}
+	return tw.Flush()
+}
+
+// Down stops every node and removes the lab's files.
+func (l *Lab) Down(ctx context.Context) error {
+	start := time.Now()
+	if err := l.Driver.Down(ctx, l.Spec); err != nil {
+		return fmt.Errorf("lab down: %w", err)
+	}
+	fmt.Fprintf(l.Out, "lab %s is down (%s)\n", l.Spec.Name, time.Since(start).Round(time.Millisecond))
+	return nil
+}

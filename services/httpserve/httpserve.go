@@ -1,0 +1,245 @@
+// Package httpserve holds the HTTP plumbing the master and the slave share:
+// an Echo instance whose every error is a JSON api.Error, request ids that
+// follow a task across services, panic recovery without stack traces,
+// size-limited body decoding, request metrics and graceful serving.
+package httpserve
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/calclab/calclab/services/api"
+)
+
+type ctxKey struct{}
+
+// RequestID returns the request id carried by ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// WithRequestID returns ctx carrying id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// NewRequestID returns a random 16-hex-digit id.
+func NewRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Error is an error that knows its HTTP status and JSON body.
+type Error struct {
+	Code int
+	Body api.Error
+	// RetryAfter, when set, becomes a Retry-After header (seconds).
+	RetryAfter int
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Body.Error) }
+
+// Errorf returns an *Error with the given status and message.
+func Errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Body: api.Error{Error: fmt.Sprintf(format, args...)}}
+}
+
+// Metrics are the request metrics of one service.
+type Metrics struct {
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the request histogram on reg.
+func NewMetrics(reg prometheus.Registerer, service string) *Metrics {
+	m := &Metrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "calclab_http_request_duration_seconds",
+		Help:        "HTTP request latency by route, method and status code.",
+		ConstLabels: prometheus.Labels{"service": service},
+		Buckets:     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"route", "method", "code"})}
+	reg.MustRegister(m.duration)
+	return m
+}
+
+// New returns an Echo instance with JSON errors, recovery, request ids and
+// request metrics (m may be nil).
+func New(logger *slog.Logger, m *Metrics) *echo.Echo {
+	e := echo.New()
+	e.Logger = logger
+	e.HTTPErrorHandler = errorHandler(logger)
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) (err error) {
+			req := c.Request()
+			id := req.Header.Get(api.HeaderRequestID)
+			if id == "" || len(id) > 64 {
+				id = NewRequestID()
+			}
+			c.Response().Header().Set(api.HeaderRequestID, id)
+			c.SetRequest(req.WithContext(WithRequestID(req.Context(), id)))
+			start := time.Now()
+			defer func() {
+				if r := recover(); r != nil {
+					logger.Error("panic in handler", "request_id", id, "path", req.URL.Path, "panic", fmt.Sprint(r))
+					err = Errorf(http.StatusInternalServerError, "internal error (request id %s)", id)
+				}
+				if err != nil {
+					c.Echo().HTTPErrorHandler(c, err)
+					err = nil
+				}
+				code := 0
+				if r, _ := echo.UnwrapResponse(c.Response()); r != nil {
+					code = r.Status
+				}
+				if m != nil {
+					route := c.Path()
+					if route == "" {
+						route = "unmatched"
+					}
+					m.duration.WithLabelValues(route, req.Method, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+				}
+				lvl := slog.LevelDebug
+				if code >= 500 {
+					lvl = slog.LevelWarn
+				}
+				logger.Log(req.Context(), lvl, "request", "request_id", id, "method", req.Method, "path", req.URL.Path, "code", code, "duration", time.Since(start))
+			}()
+			return next(c)
+		}
+	})
+	return e
+}
+
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(c *echo.Context, err error) {
+		if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
+			return
+		}
+		code := http.StatusInternalServerError
+		body := api.Error{Error: "internal error"}
+		var ae *Error
+		var he *echo.HTTPError
+		var sc echo.HTTPStatusCoder
+		switch {
+		case errors.As(err, &ae):
+			code, body = ae.Code, ae.Body
+			if ae.RetryAfter > 0 {
+				c.Response().Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
+			}
+		case errors.As(err, &he):
+			code = he.Code
+			body.Error = he.Message
+			if body.Error == "" {
+				body.Error = http.StatusText(code)
+			}
+			if code == http.StatusNotFound {
+				body.Error = "no such endpoint: " + c.Request().Method + " " + c.Request().URL.Path
+			}
+		case errors.As(err, &sc) && sc.StatusCode() != 0:
+			code = sc.StatusCode()
+			body.Error = http.StatusText(code)
+		default:
+			logger.Error("request failed", "request_id", RequestID(c.Request().Context()), "err", err)
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(code)
+			return
+		}
+		_ = c.JSON(code, body)
+	}
+}
+
+// ReadJSON decodes the request body into v, reading at most limit bytes.
+// It returns a 413 *Error for an oversized body and a 400 one for malformed
+// JSON, each with a message naming the problem.
+func ReadJSON(c *echo.Context, limit int64, v any) error {
+	req := c.Request()
+	if req.ContentLength > limit {
+		return Errorf(http.StatusRequestEntityTooLarge, "request body is %d bytes, limit is %d", req.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Errorf(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", limit)
+		}
+		return Errorf(http.StatusBadRequest, "reading request body: %v", err)
+	}
+	if len(body) == 0 {
+		return Errorf(http.StatusBadRequest, "request body is empty; expected a JSON object")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return Errorf(http.StatusBadRequest, "malformed JSON at byte %d: %v", se.Offset, se)
+		case errors.As(err, &te):
+			e := Errorf(http.StatusBadRequest, "field %q must be %s, got JSON %s", te.Field, te.Type.String(), te.Value)
+			e.Body.Field = te.Field
+			return e
+		default:
+			return Errorf(http.StatusBadRequest, "malformed JSON: %v", err)
+		}
+	}
+	return nil
+}
+
+// Serve serves h on ln until ctx ends, then shuts down gracefully, giving
+// in-flight requests up to grace to finish.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// Client returns an HTTP client for calls between services: keep-alive
+// connections and a dial timeout. dialControl, when set, vets every address
+// the client connects to.
+func Client(dialControl func(network, address string) error) *http.Client {
+	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	if dialControl != nil {
+		d.ControlContext = func(_ context.Context, network, address string, _ syscall.RawConn) error {
+			return dialControl(network, address)
+		}
+	}
+	tr := &http.Transport{
+		DialContext:         d.DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{Transport: tr}
+}

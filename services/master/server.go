@@ -1,0 +1,184 @@
+package master
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/balancer"
+	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/taskstore"
+)
+
+// Server is a running master.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *taskstore.Store
+	pool   *dispatch.Pool
+	client *http.Client
+	echo   *echo.Echo
+	reg    *prometheus.Registry
+	tasks  *prometheus.CounterVec
+	batch  prometheus.Counter
+
+	wg     sync.WaitGroup // task runners
+	bgCtx  context.Context
+	cancel context.CancelFunc
+}
+
+// New opens the task store and builds the HTTP API. Call Run or Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	pol, err := balancer.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
+	store, err := taskstore.Open(cfg.DataDir, taskstore.Options{FlushEvery: cfg.FlushEvery, MaxTasks: cfg.MaxTasks, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		store: store,
+		pool: dispatch.NewPool(dispatch.Config{
+			Policy: pol, MaxQueue: cfg.MaxQueue, FailThreshold: cfg.FailThreshold, Logger: cfg.Logger,
+		}),
+		reg: prometheus.NewRegistry(),
+	}
+	s.client = httpserve.Client(s.dialAllowed)
+	s.bgCtx, s.cancel = context.WithCancel(context.Background())
+	s.registerMetrics()
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) registerMetrics() {
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.tasks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "calclab_tasks_total", Help: "Tasks that reached a final status, by status.",
+	}, []string{"status"})
+	s.batch = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "calclab_batch_expressions_total", Help: "Expressions evaluated through POST /submit-batch.",
+	})
+	s.reg.MustRegister(s.tasks, s.batch, &poolCollector{s: s})
+}
+
+func (s *Server) routes() {
+	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "master"))
+	e.POST("/submit-task", s.submitTask)
+	e.POST("/submit-batch", s.submitBatch)
+	e.GET("/tasks", s.listTasks)
+	e.GET("/tasks/:id", s.getTask)
+	e.POST("/register-slave", s.registerSlave, s.auth)
+	e.GET("/slaves", s.listSlaves)
+	e.GET("/slaves/:id", s.getSlave)
+	e.DELETE("/slaves/:id", s.drainSlave, s.auth)
+	e.POST("/slaves/:id/heartbeat", s.heartbeat, s.auth)
+	e.GET("/health", s.health)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	e.GET("/openapi.json", serveOpenAPI)
+	s.echo = e
+}
+
+// Handler is the master's HTTP API.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Routes lists the registered method and path pairs (for the OpenAPI test).
+func (s *Server) Routes() []echo.RouteInfo { return s.echo.Router().Routes() }
+
+// Run listens on cfg.Listen and serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("master: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then stops gracefully: the listener
+// closes, in-flight requests finish, and every task runner stops and its
+// state is flushed to disk (unfinished tasks run again at next start).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info("master listening", "addr", ln.Addr().String(), "policy", s.cfg.Policy, "data_dir", s.cfg.DataDir)
+	s.resume()
+	go s.healthLoop(s.bgCtx)
+	err := httpserve.Serve(ctx, ln, s.echo, 10*time.Second, s.log)
+	s.Close()
+	return err
+}
+
+// Close stops task runners and closes the store.
+func (s *Server) Close() {
+	s.cancel()
+	s.wg.Wait()
+	if err := s.store.Close(); err != nil {
+		s.log.Error("closing task store", "err", err)
+	}
+}
+
+// auth requires the shared token, when one is configured.
+func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		if s.cfg.Token == "" {
+			return next(c)
+		}
+		const prefix = "Bearer "
+		h := c.Request().Header.Get("Authorization")
+		if len(h) <= len(prefix) || h[:len(prefix)] != prefix ||
+			subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(s.cfg.Token)) != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="calclab"`)
+			return httpserve.Errorf(http.StatusUnauthorized, "missing or wrong bearer token")
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) health(c *echo.Context) error {
+	healthy := 0
+	for _, sl := range s.pool.List() {
+		if sl.Status != api.SlaveDown && sl.Status != api.SlaveDraining {
+			healthy++
+		}
+	}
+	counts := s.store.Counts()
+	return c.JSON(http.StatusOK, api.Health{
+		Role: "master", Status: "ok", Version: api.Version, Slaves: healthy,
+		Queue: s.pool.QueueDepth(), InFlight: counts[api.StatusAssigned] + counts[api.StatusQueued],
+		TasksDone: uint64(counts[api.StatusCompleted] + counts[api.StatusFailed]),
+	})
+}
+
+// admitError maps the dispatcher's admission errors to 503 replies.
+func admitError(err error) error {
+	e := httpserve.Errorf(http.StatusServiceUnavailable, "%v", err)
+	switch {
+	case errors.Is(err, dispatch.ErrQueueFull):
+		e.RetryAfter = 1
+	case errors.Is(err, dispatch.ErrNoSlaves):
+		e.Body.Detail = "start a slave or wait for one to register; GET /slaves shows the pool"
+		e.RetryAfter = 5
+	}
+	return e
+}

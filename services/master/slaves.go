@@ -1,0 +1,252 @@
+package master
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/httpserve"
+)
+
+func (s *Server) allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.cfg.AllowCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// dialAllowed vets every address the master connects to, so a webhook
+// whose name later resolves elsewhere still cannot be reached.
+func (s *Server) dialAllowed(_, address string) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", address, err)
+	}
+	if !s.allowed(ap.Addr()) {
+		return fmt.Errorf("dial %s: address is outside the allowed networks", address)
+	}
+	return nil
+}
+
+// checkWebhook validates a slave's webhook URL and returns its normal form.
+func (s *Server) checkWebhook(ctx context.Context, raw string) (string, error) {
+	fail := func(format string, args ...any) (string, error) {
+		e := httpserve.Errorf(http.StatusUnprocessableEntity, format, args...)
+		e.Body.Field = "webhook_url"
+		return "", e
+	}
+	if raw == "" {
+		return fail(`"webhook_url" (or "webhook") is required: the slave's base URL, e.g. http://127.0.0.1:6001`)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fail("webhook_url %q is not a URL: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fail("webhook_url %q must use http or https", raw)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Hostname() == "" || u.Port() == "" {
+		return fail("webhook_url %q must be scheme://host:port with no credentials, query or fragment", raw)
+	}
+	host := u.Hostname()
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		addrs, err = net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+		if err != nil || len(addrs) == 0 {
+			return fail("webhook_url host %q does not resolve: %v", host, err)
+		}
+	}
+	for _, a := range addrs {
+		if !s.allowed(a) {
+			e := httpserve.Errorf(http.StatusForbidden, "webhook_url %q: address %s is outside the allowed networks %v", raw, a, s.cfg.AllowCIDRs)
+			e.Body.Field = "webhook_url"
+			return "", e
+		}
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/"), nil
+}
+
+func (s *Server) registerSlave(c *echo.Context) error {
+	var req api.RegisterRequest
+	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	raw := req.WebhookURL
+	if raw == "" {
+		raw = req.Webhook
+	}
+	hook, err := s.checkWebhook(c.Request().Context(), raw)
+	if err != nil {
+		return err
+	}
+	if req.ID != "" && !taskIDPattern.MatchString(req.ID) {
+		e := httpserve.Errorf(http.StatusUnprocessableEntity, "id %q must be 1-128 letters, digits, '.', '_', ':' or '-'", req.ID)
+		e.Body.Field = "id"
+		return e
+	}
+	if req.Capacity < 0 || req.Capacity > 4096 {
+		e := httpserve.Errorf(http.StatusUnprocessableEntity, "capacity must be from 1 to 4096, got %d", req.Capacity)
+		e.Body.Field = "capacity"
+		return e
+	}
+	id, created := s.pool.Register(hook, req.ID, req.Capacity, req.Version)
+	status := "refreshed"
+	if created {
+		status = "registered"
+	}
+	return c.JSON(http.StatusOK, api.RegisterResponse{ID: id, SlaveID: id, Status: status, HeartbeatInterval: s.cfg.HeartbeatInterval.String()})
+}
+
+func (s *Server) listSlaves(c *echo.Context) error {
+	return c.JSON(http.StatusOK, s.pool.List())
+}
+
+func (s *Server) getSlave(c *echo.Context) error {
+	sl, ok := s.pool.Get(c.Param("id"))
+	if !ok {
+		return httpserve.Errorf(http.StatusNotFound, "slave %q not found", c.Param("id"))
+	}
+	return c.JSON(http.StatusOK, sl)
+}
+
+func (s *Server) drainSlave(c *echo.Context) error {
+	id := c.Param("id")
+	known, removed := s.pool.Drain(id)
+	switch {
+	case !known:
+		return httpserve.Errorf(http.StatusNotFound, "slave %q not found", id)
+	case removed:
+		return c.JSON(http.StatusOK, map[string]string{"id": id, "status": "removed"})
+	default:
+		return c.JSON(http.StatusAccepted, map[string]string{"id": id, "status": api.SlaveDraining})
+	}
+}
+
+func (s *Server) heartbeat(c *echo.Context) error {
+	var hb api.Heartbeat
+	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &hb); err != nil {
+		return err
+	}
+	id := c.Param("id")
+	switch s.pool.Heartbeat(id, hb) {
+	case dispatch.HeartbeatUnknown:
+		return httpserve.Errorf(http.StatusNotFound, "slave %q is not registered; register again", id)
+	case dispatch.HeartbeatRemoved:
+		return httpserve.Errorf(http.StatusGone, "slave %q was removed by an operator", id)
+	}
+	return c.JSON(http.StatusOK, map[string]string{"id": id, "status": "ok"})
+}
+
+// healthLoop actively checks every slave's /health each HealthInterval.
+func (s *Server) healthLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var wg sync.WaitGroup
+		for _, tg := range s.pool.Targets() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h, err := s.checkSlave(ctx, tg)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					s.log.Debug("health check failed", "slave", tg.ID, "err", err)
+				}
+				s.pool.CheckResult(tg.ID, err == nil, h)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (s *Server) checkSlave(ctx context.Context, tg dispatch.Target) (api.Health, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.HealthInterval, 500*time.Millisecond))
+	defer cancel()
+	var h api.Health
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.URL+"/health", nil)
+	if err != nil {
+		return h, err
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		return h, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return h, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return h, fmt.Errorf("health answered %d", res.StatusCode)
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, fmt.Errorf("decode health: %w", err)
+	}
+	if h.Status != "ok" {
+		return h, fmt.Errorf("slave reports status %q", h.Status)
+	}
+	return h, nil
+}
+
+// poolCollector exports per-slave gauges from the registry at scrape time,
+// so a slave's series disappear when it leaves.
+type poolCollector struct{ s *Server }
+
+var (
+	descInFlight = prometheus.NewDesc("calclab_slave_in_flight", "Jobs running on the slave.", []string{"slave"}, nil)
+	descUp       = prometheus.NewDesc("calclab_slave_up", "1 when the slave takes work, 0 when down or draining.", []string{"slave"}, nil)
+	descDone     = prometheus.NewDesc("calclab_slave_jobs_done", "Jobs the slave finished.", []string{"slave"}, nil)
+	descQueue    = prometheus.NewDesc("calclab_queue_depth", "Jobs waiting for a free slave.", nil, nil)
+	descStored   = prometheus.NewDesc("calclab_tasks_stored", "Tasks in the store, by status.", []string{"status"}, nil)
+)
+
+func (pc *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInFlight
+	ch <- descUp
+	ch <- descDone
+	ch <- descQueue
+	ch <- descStored
+}
+
+func (pc *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, sl := range pc.s.pool.List() {
+		up := 0.0
+		if sl.Status != api.SlaveDown && sl.Status != api.SlaveDraining {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(sl.InFlight), sl.ID)
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, sl.ID)
+		ch <- prometheus.MustNewConstMetric(descDone, prometheus.CounterValue, float64(sl.TasksDone), sl.ID)
+	}
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pc.s.pool.QueueDepth()))
+	for st, n := range pc.s.store.Counts() {
+		ch <- prometheus.MustNewConstMetric(descStored, prometheus.GaugeValue, float64(n), st)
+	}
+}

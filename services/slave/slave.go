@@ -1,0 +1,376 @@
+// Package slave is calclab's worker service: it evaluates calculator tasks
+// (and renders Mandelbrot tiles), registers itself with the master, keeps a
+// heartbeat, and on shutdown stops taking work, finishes what it has and
+// deregisters.
+package slave
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/calc"
+	"github.com/calclab/calclab/services/httpserve"
+)
+
+// Config is every setting of a slave; cmd/slave fills it from flags and
+// environment variables.
+type Config struct {
+	Listen string
+	// Master is the master's base URL; empty runs the slave stand-alone.
+	Master string
+	// ID is the slave's id; empty lets the master choose one.
+	ID string
+	// Advertise is the URL the master calls; default http://<Listen>.
+	Advertise string
+	Token     string
+	// Capacity is the number of jobs evaluated at once (default NumCPU).
+	Capacity     int
+	MaxBodyBytes int64
+	// MaxBatch bounds the expressions of one /compute/batch request.
+	MaxBatch int
+	Logger   *slog.Logger
+}
+
+// Defaults returns the configuration documented in the README.
+func Defaults() Config {
+	return Config{
+		Listen:       "127.0.0.1:6001",
+		Master:       "http://127.0.0.1:5000",
+		Capacity:     runtime.NumCPU(),
+		MaxBodyBytes: 16 << 20,
+		MaxBatch:     100000,
+	}
+}
+
+// Slave is a running worker.
+type Slave struct {
+	cfg      Config
+	log      *slog.Logger
+	echo     *echo.Echo
+	reg      *prometheus.Registry
+	client   *http.Client
+	sem      chan struct{}
+	inflight atomic.Int64
+	done     atomic.Uint64
+	draining atomic.Bool
+	id       atomic.Pointer[string]
+	evals    *prometheus.CounterVec
+}
+
+// New builds a slave's HTTP API. Call Serve.
+func New(cfg Config) (*Slave, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = runtime.NumCPU()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 100000
+	}
+	s := &Slave{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		reg:    prometheus.NewRegistry(),
+		client: httpserve.Client(nil),
+		sem:    make(chan struct{}, cfg.Capacity),
+	}
+	id := cfg.ID
+	s.id.Store(&id)
+	s.evals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "calclab_slave_evaluations_total", Help: "Expressions evaluated, by outcome (ok or error).",
+	}, []string{"outcome"})
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), s.evals,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_in_flight", Help: "Requests being evaluated."},
+			func() float64 { return float64(s.inflight.Load()) }))
+	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "slave"))
+	e.POST("/compute", s.compute)
+	e.POST("/compute/batch", s.computeBatch)
+	e.GET("/health", s.health)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	s.echo = e
+	return s, nil
+}
+
+// Handler is the slave's HTTP API.
+func (s *Slave) Handler() http.Handler { return s.echo }
+
+// ID is the id the master gave this slave ("" before registration).
+func (s *Slave) ID() string { return *s.id.Load() }
+
+// Run listens on cfg.Listen and serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("slave: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln, registered with the master, until ctx ends; then it
+// stops taking work, deregisters, and finishes in-flight requests.
+func (s *Slave) Serve(ctx context.Context, ln net.Listener) error {
+	adv := s.cfg.Advertise
+	if adv == "" {
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("slave: listening on %s: set --advertise to the URL the master can reach", ln.Addr())
+		}
+		adv = "http://" + net.JoinHostPort(host, port)
+	}
+	s.log.Info("slave listening", "addr", ln.Addr().String(), "advertise", adv, "capacity", s.cfg.Capacity, "master", s.cfg.Master)
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	defer stopServer()
+	errc := make(chan error, 1)
+	go func() { errc <- httpserve.Serve(srvCtx, ln, s.echo, 30*time.Second, s.log) }()
+	loopDone := make(chan struct{})
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	go func() {
+		defer close(loopDone)
+		if s.cfg.Master != "" {
+			s.registrationLoop(loopCtx, adv)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Graceful stop: refuse new work, leave the master, finish in-flight.
+	s.draining.Store(true)
+	stopLoop()
+	<-loopDone
+	if s.cfg.Master != "" && s.ID() != "" {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.call(dctx, http.MethodDelete, "/slaves/"+s.ID(), nil, nil); err != nil {
+			s.log.Warn("deregistering from the master failed", "err", err)
+		} else {
+			s.log.Info("deregistered from the master", "slave", s.ID())
+		}
+		cancel()
+	}
+	stopServer()
+	return <-errc
+}
+
+// registrationLoop registers with the master, then heartbeats; it
+// registers again whenever the master has forgotten this slave.
+func (s *Slave) registrationLoop(ctx context.Context, adv string) {
+	interval := 2 * time.Second
+	backoff := 200 * time.Millisecond
+	registered := false
+	for ctx.Err() == nil {
+		if !registered {
+			var resp api.RegisterResponse
+			err := s.call(ctx, http.MethodPost, "/register-slave", api.RegisterRequest{
+				WebhookURL: adv, ID: s.ID(), Capacity: s.cfg.Capacity, Version: api.Version,
+			}, &resp)
+			if err != nil {
+				s.log.Warn("registration with the master failed; retrying", "err", err, "retry_in", backoff)
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 5*time.Second)
+				continue
+			}
+			id := resp.ID
+			s.id.Store(&id)
+			if d, err := time.ParseDuration(resp.HeartbeatInterval); err == nil && d > 0 {
+				interval = d
+			}
+			registered, backoff = true, 200*time.Millisecond
+			s.log.Info("registered with the master", "slave", id, "status", resp.Status)
+		}
+		sleep(ctx, interval)
+		if ctx.Err() != nil {
+			return
+		}
+		err := s.call(ctx, http.MethodPost, "/slaves/"+s.ID()+"/heartbeat", api.Heartbeat{
+			InFlight: int(s.inflight.Load()), Capacity: s.cfg.Capacity, TasksDone: s.done.Load(),
+		}, nil)
+		var se *statusError
+		switch {
+		case err == nil:
+		case errors.As(err, &se) && se.code == http.StatusNotFound:
+			s.log.Info("the master does not know this slave (restarted?); registering again")
+			registered = false
+		case errors.As(err, &se) && se.code == http.StatusGone:
+			s.log.Warn("removed from the pool by an operator; not registering again until restarted")
+			return
+		default:
+			s.log.Warn("heartbeat failed", "err", err)
+		}
+	}
+}
+
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("master answered %d: %s", e.code, e.body) }
+
+// call sends a JSON request to the master.
+func (s *Slave) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(s.cfg.Master, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if s.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode >= 300 {
+		return &statusError{code: res.StatusCode, body: string(bytes.TrimSpace(data))}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode reply to %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// acquire takes one of Capacity evaluation slots, waiting for one if all are
+// taken; it fails when the slave is draining or the client went away.
+func (s *Slave) acquire(ctx context.Context) (func(), error) {
+	if s.draining.Load() {
+		return nil, httpserve.Errorf(http.StatusServiceUnavailable, "slave is shutting down")
+	}
+	s.inflight.Add(1)
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		s.inflight.Add(-1)
+		return nil, httpserve.Errorf(http.StatusServiceUnavailable, "gave up waiting for a free slot: %v", ctx.Err())
+	}
+	return func() {
+		<-s.sem
+		s.inflight.Add(-1)
+	}, nil
+}
+
+func (s *Slave) compute(c *echo.Context) error {
+	var req api.ComputeRequest
+	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if (req.Expression == "") == (req.Operation == nil) {
+		e := httpserve.Errorf(http.StatusUnprocessableEntity, `exactly one of "expression" and "operation" is required`)
+		e.Body.Field = "expression"
+		return e
+	}
+	release, err := s.acquire(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	var v float64
+	if req.Operation != nil {
+		v, err = calc.EvalOperation(req.Operation.Operation, req.Operation.Operands)
+	} else {
+		v, err = calc.Eval(req.Expression, calc.DefaultLimits)
+	}
+	release()
+	s.done.Add(1)
+	resp := api.ComputeResponse{ID: req.ID, Slave: s.ID()}
+	if err != nil {
+		s.evals.WithLabelValues("error").Inc()
+		resp.Error = err.Error()
+		return c.JSON(http.StatusUnprocessableEntity, resp)
+	}
+	s.evals.WithLabelValues("ok").Inc()
+	resp.Result = &v
+	return c.JSON(http.StatusOK, resp)
+}
+
+func (s *Slave) computeBatch(c *echo.Context) error {
+	var req api.ComputeBatchRequest
+	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if len(req.Expressions) > s.cfg.MaxBatch {
+		return httpserve.Errorf(http.StatusRequestEntityTooLarge, "batch holds %d expressions, limit is %d", len(req.Expressions), s.cfg.MaxBatch)
+	}
+	release, err := s.acquire(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := api.ComputeBatchResponse{Results: make([]api.BatchItem, len(req.Expressions)), Slave: s.ID()}
+	vals := make([]float64, len(req.Expressions))
+	bad := 0
+	for i, expr := range req.Expressions {
+		v, err := calc.Eval(expr, calc.DefaultLimits)
+		if err != nil {
+			out.Results[i].Error = err.Error()
+			bad++
+			continue
+		}
+		vals[i] = v
+		out.Results[i].Result = &vals[i]
+	}
+	release()
+	s.done.Add(uint64(len(req.Expressions)))
+	s.evals.WithLabelValues("ok").Add(float64(len(req.Expressions) - bad))
+	s.evals.WithLabelValues("error").Add(float64(bad))
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Slave) health(c *echo.Context) error {
+	h := api.Health{
+		ID: s.ID(), Role: "slave", Status: "ok", InFlight: int(s.inflight.Load()),
+		Capacity: s.cfg.Capacity, TasksDone: s.done.Load(), Version: api.Version,
+	}
+	if s.draining.Load() {
+		h.Status = "draining"
+		return c.JSON(http.StatusServiceUnavailable, h)
+	}
+	return c.JSON(http.StatusOK, h)
+}
