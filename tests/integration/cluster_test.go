@@ -1,0 +1,390 @@
+// Package integration runs the real master and slave binaries as processes
+// on random loopback ports, kills and restarts them, and checks what a user
+// of the cluster would see.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/calclab/calclab/services/api"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "calclab-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/calclab/calclab/cmd/master", "github.com/calclab/calclab/cmd/slave")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building binaries:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan struct{}
+	URL  string
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func start(t *testing.T, name, addr string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, log: new(bytes.Buffer), mu: new(sync.Mutex), done: make(chan struct{}), URL: "http://" + addr}
+	p.cmd = exec.Command(filepath.Join(binDir, strings.Fields(name)[0]), args...)
+	w := lockedWriter{p.mu, p.log}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("--- log of %s ---\n%s", name, p.log.String())
+			p.mu.Unlock()
+		}
+	})
+	waitHTTP(t, p.URL+"/health", 10*time.Second)
+	return p
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *proc) stop(t *testing.T) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not stop within 20s of SIGTERM", p.name)
+	}
+}
+
+func startMaster(t *testing.T, dataDir string, extra ...string) *proc {
+	addr := freePort(t)
+	args := append([]string{"--listen", addr, "--data-dir", dataDir, "--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "info"}, extra...)
+	return startOn(t, "master", addr, args...)
+}
+
+func startOn(t *testing.T, bin, addr string, args ...string) *proc { return start(t, bin, addr, args...) }
+
+func startSlave(t *testing.T, masterURL, id string, extra ...string) *proc {
+	addr := freePort(t)
+	args := append([]string{"--listen", addr, "--master", masterURL, "--id", id, "--capacity", "2"}, extra...)
+	return start(t, "slave "+id, addr, args...)
+}
+
+func waitHTTP(t *testing.T, url string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		res, err := http.Get(url)
+		if err == nil {
+			res.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not answering after %s: %v", url, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func doJSON(t *testing.T, method, url string, body any, out any) int {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return 0
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Errorf("%s %s: answer %d is not JSON: %q", method, url, res.StatusCode, data)
+		}
+	}
+	return res.StatusCode
+}
+
+func waitSlaves(t *testing.T, masterURL string, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var slaves []api.SlaveInfo
+		doJSON(t, http.MethodGet, masterURL+"/slaves", nil, &slaves)
+		got := map[string]string{}
+		for _, s := range slaves {
+			st := s.Status
+			if st == api.SlaveBusy {
+				st = api.SlaveFree
+			}
+			got[s.ID] = st
+		}
+		ok := true
+		for id, st := range want {
+			if got[id] != st {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slaves %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func metric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`)
+	m := re.FindSubmatch(data)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// TestKillSlaveUnderLoad kills a slave with SIGKILL while tasks stream in
+// and checks that every accepted task completes exactly once, with the
+// right result.
+func TestKillSlaveUnderLoad(t *testing.T) {
+	m := startMaster(t, t.TempDir())
+	startSlave(t, m.URL, "slave-1")
+	s2 := startSlave(t, m.URL, "slave-2")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+
+	const n, workers = 600, 16
+	type outcome struct {
+		code int
+		task api.Task
+	}
+	results := make([]outcome, n)
+	var completed sync.WaitGroup
+	jobs := make(chan int)
+	var doneCount int64
+	var mu sync.Mutex
+	killed := make(chan struct{})
+	for range workers {
+		completed.Add(1)
+		go func() {
+			defer completed.Done()
+			for i := range jobs {
+				var task api.Task
+				code := doJSON(t, http.MethodPost, m.URL+"/submit-task", map[string]any{
+					"task_id": fmt.Sprintf("load-%d", i), "payload": fmt.Sprintf("%d * 2 + 1", i),
+				}, &task)
+				results[i] = outcome{code, task}
+				mu.Lock()
+				doneCount++
+				if doneCount == n/3 {
+					close(killed)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	go func() {
+		<-killed
+		s2.kill()
+	}()
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	completed.Wait()
+
+	bySlave, retried := map[string]int{}, 0
+	for _, r := range results {
+		bySlave[r.task.Slave]++
+		if r.task.Attempts > 1 {
+			retried++
+		}
+	}
+	t.Logf("tasks by slave %v; %d tasks ran again after a failed try", bySlave, retried)
+	if bySlave["slave-2"] == 0 || retried == 0 {
+		t.Fatalf("the load did not exercise failover: by slave %v, retried %d", bySlave, retried)
+	}
+	for i, r := range results {
+		want := float64(i*2 + 1)
+		if r.code != http.StatusOK || r.task.Status != api.StatusCompleted || r.task.Result == nil || *r.task.Result != want {
+			t.Fatalf("task %d: code %d, task %+v; want 200 completed with %v", i, r.code, r.task, want)
+		}
+	}
+	// Exactly once: the master counted each task's final status once.
+	if got := metric(t, m.URL, `calclab_tasks_total{status="completed"}`); got != n {
+		t.Fatalf("master recorded %v completions for %d tasks", got, n)
+	}
+	var list api.TaskList
+	doJSON(t, http.MethodGet, m.URL+"/tasks?limit=1000", nil, &list)
+	if list.Total != n {
+		t.Fatalf("GET /tasks lists %d tasks, want %d", list.Total, n)
+	}
+	seen := map[string]bool{}
+	for _, task := range list.Tasks {
+		if seen[task.ID] {
+			t.Fatalf("task %s listed twice", task.ID)
+		}
+		seen[task.ID] = true
+	}
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveDown})
+}
+
+// TestMasterRestartKeepsTasksAndSlavesReturn restarts the master on the
+// same data directory and port.
+func TestMasterRestartKeepsTasksAndSlavesReturn(t *testing.T) {
+	data := t.TempDir()
+	addr := freePort(t)
+	args := []string{"--listen", addr, "--data-dir", data, "--health-interval", "200ms", "--heartbeat-interval", "200ms"}
+	m := startOn(t, "master", addr, args...)
+	startSlave(t, m.URL, "slave-1")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+	for i := range 20 {
+		var task api.Task
+		if code := doJSON(t, http.MethodPost, m.URL+"/submit-task", map[string]any{"task_id": fmt.Sprintf("r-%d", i), "payload": fmt.Sprintf("%d + 0.5", i)}, &task); code != http.StatusOK {
+			t.Fatalf("submit %d: %d %+v", i, code, task)
+		}
+	}
+	m.stop(t)
+
+	m2 := startOn(t, "master", addr, args...)
+	for i := range 20 {
+		var task api.Task
+		code := doJSON(t, http.MethodGet, fmt.Sprintf("%s/tasks/r-%d", m2.URL, i), nil, &task)
+		if code != http.StatusOK || task.Status != api.StatusCompleted || *task.Result != float64(i)+0.5 {
+			t.Fatalf("after restart task r-%d: %d %+v", i, code, task)
+		}
+	}
+	// The slave notices the master forgot it and registers again.
+	waitSlaves(t, m2.URL, map[string]string{"slave-1": api.SlaveFree})
+	var task api.Task
+	if code := doJSON(t, http.MethodPost, m2.URL+"/submit-task", map[string]any{"payload": "6 * 7"}, &task); code != http.StatusOK || *task.Result != 42 {
+		t.Fatalf("submit after restart: %d %+v", code, task)
+	}
+}
+
+// TestSlaveSIGTERMDeregisters stops a slave gracefully: it leaves the pool
+// and the other slave takes the work.
+func TestSlaveSIGTERMDeregisters(t *testing.T) {
+	m := startMaster(t, t.TempDir())
+	s1 := startSlave(t, m.URL, "slave-1")
+	startSlave(t, m.URL, "slave-2")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	s1.stop(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var slaves []api.SlaveInfo
+		doJSON(t, http.MethodGet, m.URL+"/slaves", nil, &slaves)
+		if len(slaves) == 1 && slaves[0].ID == "slave-2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGTERM of slave-1 the master lists %+v, want only slave-2", slaves)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for range 10 {
+		var task api.Task
+		if code := doJSON(t, http.MethodPost, m.URL+"/submit-task", map[string]any{"payload": "1 + 1"}, &task); code != http.StatusOK || task.Slave != "slave-2" {
+			t.Fatalf("submit after slave-1 left: %d %+v", code, task)
+		}
+	}
+}
+
+// TestQueuedTaskWaitsForASlave: an async task accepted while the only
+// slave is busy restarting still completes once a slave registers.
+func TestAsyncTaskSurvivesSlaveLoss(t *testing.T) {
+	m := startMaster(t, t.TempDir(), "--task-deadline", "20s", "--health-interval", "1s")
+	s1 := startSlave(t, m.URL, "slave-1")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+	s1.kill()
+	// Until the master notices, it still admits; the task waits for a slave.
+	var task api.Task
+	code := doJSON(t, http.MethodPost, m.URL+"/submit-task?async=true", map[string]any{"task_id": "late", "payload": "2 ** 10"}, &task)
+	if code == http.StatusServiceUnavailable {
+		t.Skip("master already saw the slave die; admission refused as designed")
+	}
+	if code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("async submit: %d %+v", code, task)
+	}
+	startSlave(t, m.URL, "slave-1b")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		doJSON(t, http.MethodGet, m.URL+"/tasks/late?wait=5s", nil, &task)
+		if task.Done() {
+			break
+		}
+	}
+	if task.Status != api.StatusCompleted || *task.Result != 1024 || task.Slave != "slave-1b" {
+		t.Fatalf("task accepted while its slave was dead: %+v; want completed on slave-1b", task)
+	}
+}
