@@ -147,14 +147,19 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			if body.Error == "" {
 				body.Error = http.StatusText(code)
 			}
-			if code == http.StatusNotFound {
-				body.Error = "no such endpoint: " + c.Request().Method + " " + c.Request().URL.Path
-			}
 		case errors.As(err, &sc) && sc.StatusCode() != 0:
 			code = sc.StatusCode()
 			body.Error = http.StatusText(code)
 		default:
 			logger.Error("request failed", "request_id", RequestID(c.Request().Context()), "err", err)
+		}
+		switch code {
+		case http.StatusNotFound:
+			if ae == nil {
+				body.Error = "no such endpoint: " + c.Request().Method + " " + c.Request().URL.Path
+			}
+		case http.StatusMethodNotAllowed:
+			body.Error = "method " + c.Request().Method + " is not allowed on " + c.Request().URL.Path
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(code)

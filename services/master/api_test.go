@@ -1,0 +1,413 @@
+package master_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/master"
+	"github.com/calclab/calclab/services/slave"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type cluster struct {
+	master string
+	slaves []string
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// startCluster runs a master and n slaves in this process on loopback.
+func startCluster(t *testing.T, n int, mutate func(*master.Config)) cluster {
+	t.Helper()
+	cfg := master.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Logger = quiet
+	cfg.HealthInterval = 100 * time.Millisecond
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	m, err := master.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Serve(ctx, ln); close(done) }()
+	c := cluster{master: "http://" + ln.Addr().String()}
+	var stops []func()
+	for i := range n {
+		scfg := slave.Defaults()
+		scfg.Master, scfg.ID, scfg.Capacity, scfg.Logger, scfg.Token = c.master, fmt.Sprintf("slave-%d", i+1), 2, quiet, cfg.Token
+		s, err := slave.New(scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sln := listen(t)
+		sctx, scancel := context.WithCancel(context.Background())
+		sdone := make(chan struct{})
+		go func() { s.Serve(sctx, sln); close(sdone) }()
+		stops = append(stops, func() { scancel(); <-sdone })
+		c.slaves = append(c.slaves, "http://"+sln.Addr().String())
+	}
+	t.Cleanup(func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+		<-done
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for n > 0 {
+		var list []api.SlaveInfo
+		call(t, http.MethodGet, c.master+"/slaves", "", nil, &list)
+		if len(list) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d slaves registered", len(list), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c
+}
+
+type reply struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func call(t *testing.T, method, url, body string, hdr map[string]string, out any) reply {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %d reply is not JSON: %q", method, url, res.StatusCode, data)
+		}
+	}
+	return reply{res.StatusCode, res.Header, data}
+}
+
+func TestSubmitTaskResults(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	tests := []struct {
+		name    string
+		body    string
+		want    float64
+		display string
+	}{
+		{"seed expression", `{"payload": "4 * (2 + 3)"}`, 20, "4 * (2 + 3)"},
+		{"right-associative power", `{"payload": "2 ** 3 ** 2"}`, 512, ""},
+		{"unary minus below power", `{"payload": "-2 ** 2"}`, -4, ""},
+		{"decimals", `{"payload": "0.1 + 0.2 * 10"}`, 2.1, ""},
+		{"seed operation addition", `{"payload": {"operation": "addition", "operands": [5, 3]}}`, 8, "addition(5, 3)"},
+		{"seed operation over 3 operands", `{"payload": {"operation": "subtraction", "operands": [10, 3, 2]}}`, 5, ""},
+		{"seed operation power", `{"payload": {"operation": "power", "operands": [2, 10]}}`, 1024, ""},
+		{"seed operation modulo", `{"payload": {"operation": "modulo", "operands": [17, 5]}}`, 2, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var task api.Task
+			r := call(t, http.MethodPost, c.master+"/submit-task", tc.body, nil, &task)
+			if r.code != http.StatusOK || task.Status != api.StatusCompleted || task.Result == nil {
+				t.Fatalf("got %d %s", r.code, r.body)
+			}
+			if diff := *task.Result - tc.want; diff > 1e-9 || diff < -1e-9 {
+				t.Fatalf("result %v, want %v", *task.Result, tc.want)
+			}
+			if tc.display != "" && task.Expression != tc.display {
+				t.Fatalf("expression shown as %q, want %q", task.Expression, tc.display)
+			}
+			if !strings.HasPrefix(task.Slave, "slave-") || task.Attempts != 1 || task.FinishedAt == nil {
+				t.Fatalf("task bookkeeping wrong: %+v", task)
+			}
+			if r.header.Get(api.HeaderRequestID) == "" {
+				t.Fatal("reply has no request id header")
+			}
+		})
+	}
+}
+
+func TestBadInputIsRejectedClearly(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	huge := `{"payload": "` + strings.Repeat("1+", 3000) + `1"}`
+	tests := []struct {
+		name     string
+		method   string
+		path     string
+		body     string
+		code     int
+		contains string
+	}{
+		{"malformed JSON", "POST", "/submit-task", `{"payload": `, 400, "malformed JSON"},
+		{"empty body", "POST", "/submit-task", ``, 400, "empty"},
+		{"payload missing", "POST", "/submit-task", `{}`, 422, "payload"},
+		{"payload wrong type", "POST", "/submit-task", `{"payload": 42}`, 422, "payload"},
+		{"syntax error", "POST", "/submit-task", `{"payload": "4 + * 3"}`, 422, "invalid expression"},
+		{"unbalanced", "POST", "/submit-task", `{"payload": "(1 + 2"}`, 422, "invalid expression"},
+		{"variables not allowed", "POST", "/submit-task", `{"payload": "x + 1"}`, 422, "invalid expression"},
+		{"function not allowed", "POST", "/submit-task", `{"payload": "exit(1)"}`, 422, "invalid expression"},
+		{"expression too long", "POST", "/submit-task", huge, 413, "4096"},
+		{"body too large", "POST", "/submit-task", `{"payload": "1", "x": "` + strings.Repeat("a", 70000) + `"}`, 413, "limit"},
+		{"too deep", "POST", "/submit-task", `{"payload": "` + strings.Repeat("(", 100) + "1" + strings.Repeat(")", 100) + `"}`, 422, "depth"},
+		{"division by zero", "POST", "/submit-task", `{"payload": "1 / 0"}`, 422, "division by zero"},
+		{"tower of powers", "POST", "/submit-task", `{"payload": "9**9**9**9"}`, 422, "evaluation failed"},
+		{"unknown operation", "POST", "/submit-task", `{"payload": {"operation": "sqrt", "operands": [4, 2]}}`, 422, "sqrt"},
+		{"one operand", "POST", "/submit-task", `{"payload": {"operation": "addition", "operands": [4]}}`, 422, "operand"},
+		{"bad task id", "POST", "/submit-task", `{"task_id": "../etc", "payload": "1"}`, 422, "task_id"},
+		{"bad async flag", "POST", "/submit-task?async=maybe", `{"payload": "1"}`, 400, "async"},
+		{"empty batch", "POST", "/submit-batch", `{"expressions": []}`, 422, "expressions"},
+		{"unknown status filter", "GET", "/tasks?status=lost", ``, 400, "status"},
+		{"limit out of range", "GET", "/tasks?limit=0", ``, 400, "limit"},
+		{"bad wait", "GET", "/tasks/x?wait=forever", ``, 400, "wait"},
+		{"unknown task", "GET", "/tasks/nope", ``, 404, "not found"},
+		{"unknown slave", "GET", "/slaves/nope", ``, 404, "not found"},
+		{"drain unknown slave", "DELETE", "/slaves/nope", ``, 404, "not found"},
+		{"unknown endpoint", "GET", "/nope", ``, 404, "no such endpoint"},
+		{"webhook missing", "POST", "/register-slave", `{}`, 422, "webhook_url"},
+		{"webhook not a URL", "POST", "/register-slave", `{"webhook_url": "::"}`, 422, "webhook_url"},
+		{"webhook bad scheme", "POST", "/register-slave", `{"webhook_url": "file:///etc/passwd"}`, 422, "http"},
+		{"webhook outside allowed networks", "POST", "/register-slave", `{"webhook_url": "http://10.1.2.3:80"}`, 403, "outside the allowed networks"},
+		{"webhook metadata address", "POST", "/register-slave", `{"webhook": "http://169.254.169.254:80"}`, 403, "outside the allowed networks"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var body map[string]any
+			start := time.Now()
+			r := call(t, tc.method, c.master+tc.path, tc.body, nil, &body)
+			if r.code != tc.code {
+				t.Fatalf("status %d, want %d; body %s", r.code, tc.code, r.body)
+			}
+			msg, _ := body["error"].(string)
+			if !strings.Contains(msg, tc.contains) {
+				t.Fatalf("error %q does not mention %q", msg, tc.contains)
+			}
+			if strings.Contains(string(r.body), "goroutine ") || strings.Contains(string(r.body), ".go:") {
+				t.Fatalf("reply leaks a stack trace: %s", r.body)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("took %s", d)
+			}
+		})
+	}
+	// Nothing was stored by rejected requests, and the slave is healthy.
+	var list api.TaskList
+	call(t, http.MethodGet, c.master+"/tasks", "", nil, &list)
+	for _, task := range list.Tasks {
+		if !strings.Contains(task.Error, "evaluation failed") {
+			t.Fatalf("a rejected request left a task behind: %+v", task)
+		}
+	}
+	var h api.Health
+	if r := call(t, http.MethodGet, c.slaves[0]+"/health", "", nil, &h); r.code != 200 || h.Status != "ok" {
+		t.Fatalf("slave unhealthy after bad input: %d %s", r.code, r.body)
+	}
+}
+
+func TestIdempotentTaskID(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	var first, second api.Task
+	call(t, http.MethodPost, c.master+"/submit-task", `{"task_id": "same", "payload": "6 * 7"}`, nil, &first)
+	r := call(t, http.MethodPost, c.master+"/submit-task", `{"task_id": "same", "payload": "6 * 7"}`, nil, &second)
+	if r.code != 200 || first.ID != "same" || second.CreatedAt != first.CreatedAt || *second.Result != 42 {
+		t.Fatalf("resubmission: %d %+v vs %+v; want the same task", r.code, second, first)
+	}
+	var e api.Error
+	if r := call(t, http.MethodPost, c.master+"/submit-task", `{"task_id": "same", "payload": "1"}`, nil, &e); r.code != http.StatusConflict {
+		t.Fatalf("same id, other payload: %d %s; want 409", r.code, r.body)
+	}
+	var list api.TaskList
+	call(t, http.MethodGet, c.master+"/tasks", "", nil, &list)
+	if list.Total != 1 {
+		t.Fatalf("%d tasks stored for one task id", list.Total)
+	}
+}
+
+func TestAsyncAndLongPoll(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	var task api.Task
+	r := call(t, http.MethodPost, c.master+"/submit-task?async=true", `{"payload": "2 ** 16"}`, nil, &task)
+	if r.code != http.StatusAccepted && r.code != http.StatusOK {
+		t.Fatalf("async submit: %d %s", r.code, r.body)
+	}
+	if r.code == http.StatusAccepted && r.header.Get("Location") != "/tasks/"+task.ID {
+		t.Fatalf("Location %q", r.header.Get("Location"))
+	}
+	var got api.Task
+	call(t, http.MethodGet, c.master+"/tasks/"+task.ID+"?wait=5s", "", nil, &got)
+	if got.Status != api.StatusCompleted || *got.Result != 65536 {
+		t.Fatalf("long-poll: %+v", got)
+	}
+}
+
+func TestBatchKeepsOrderAndReportsErrorsInPlace(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	exprs := make([]string, 2000)
+	for i := range exprs {
+		exprs[i] = fmt.Sprintf("%d * 3", i)
+	}
+	exprs[7] = "1 / 0"
+	exprs[500] = "(("
+	body, _ := json.Marshal(api.BatchRequest{Expressions: exprs})
+	var resp api.BatchResponse
+	r := call(t, http.MethodPost, c.master+"/submit-batch", string(body), nil, &resp)
+	if r.code != 200 || resp.Count != 2000 || len(resp.Results) != 2000 || resp.Failed != 2 {
+		t.Fatalf("batch: %d count=%d results=%d failed=%d", r.code, resp.Count, len(resp.Results), resp.Failed)
+	}
+	for i, it := range resp.Results {
+		switch i {
+		case 7:
+			if !strings.Contains(it.Error, "division by zero") {
+				t.Fatalf("item 7: %+v", it)
+			}
+		case 500:
+			if !strings.Contains(it.Error, "invalid expression") {
+				t.Fatalf("item 500: %+v", it)
+			}
+		default:
+			if it.Result == nil || *it.Result != float64(i*3) {
+				t.Fatalf("item %d: %+v, want %d", i, it, i*3)
+			}
+		}
+	}
+}
+
+func TestNoSlaveAnswers503WithRetryAfter(t *testing.T) {
+	c := startCluster(t, 0, nil)
+	var e api.Error
+	r := call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1 + 1"}`, nil, &e)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(e.Error, "no healthy slave") {
+		t.Fatalf("no slaves: %d %s (Retry-After %q)", r.code, r.body, r.header.Get("Retry-After"))
+	}
+	var list api.TaskList
+	call(t, http.MethodGet, c.master+"/tasks", "", nil, &list)
+	if list.Total != 0 {
+		t.Fatal("a refused task was stored")
+	}
+}
+
+func TestRegistrationNeedsToken(t *testing.T) {
+	c := startCluster(t, 1, func(cfg *master.Config) { cfg.Token = "s3cret" })
+	body := `{"webhook_url": "` + c.slaves[0] + `"}`
+	tests := []struct {
+		name string
+		auth string
+		code int
+	}{
+		{"no token", "", 401},
+		{"wrong token", "Bearer nope", 401},
+		{"right token", "Bearer s3cret", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string]string{}
+			if tc.auth != "" {
+				h["Authorization"] = tc.auth
+			}
+			var out map[string]any
+			if r := call(t, http.MethodPost, c.master+"/register-slave", body, h, &out); r.code != tc.code {
+				t.Fatalf("%d %s, want %d", r.code, r.body, tc.code)
+			}
+		})
+	}
+	// The slave itself registered with the token.
+	var list []api.SlaveInfo
+	call(t, http.MethodGet, c.master+"/slaves", "", nil, &list)
+	if len(list) != 1 || list[0].ID != "slave-1" {
+		t.Fatalf("slaves %+v", list)
+	}
+}
+
+func TestAllowedNetworksAreConfigurable(t *testing.T) {
+	c := startCluster(t, 0, func(cfg *master.Config) {
+		cfg.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.56.0/24")}
+	})
+	var e api.Error
+	if r := call(t, http.MethodPost, c.master+"/register-slave", `{"webhook_url": "http://127.0.0.1:6001"}`, nil, &e); r.code != 403 {
+		t.Fatalf("loopback webhook with only the lab network allowed: %d %s", r.code, r.body)
+	}
+	var ok api.RegisterResponse
+	if r := call(t, http.MethodPost, c.master+"/register-slave", `{"webhook": "http://192.168.56.11:6001"}`, nil, &ok); r.code != 200 || !strings.HasPrefix(ok.ID, "slave-") || len(ok.ID) != len("slave-")+8 {
+		t.Fatalf("lab-network webhook: %d %s; want 200 with a slave-xxxxxxxx id", r.code, r.body)
+	}
+}
+
+func TestDrainMovesWorkToOtherSlave(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	var out map[string]string
+	r := call(t, http.MethodDelete, c.master+"/slaves/slave-1", "", nil, &out)
+	if (r.code != 200 && r.code != 202) || (out["status"] != "removed" && out["status"] != "draining") {
+		t.Fatalf("drain: %d %s", r.code, r.body)
+	}
+	for range 20 {
+		var task api.Task
+		call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1"}`, nil, &task)
+		if task.Slave != "slave-2" {
+			t.Fatalf("task ran on %q after slave-1 was drained", task.Slave)
+		}
+	}
+}
+
+func TestMetricsExposeTasksAndSlaves(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1"}`, nil, nil)
+	call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1/0"}`, nil, nil)
+	r := call(t, http.MethodGet, c.master+"/metrics", "", nil, nil)
+	for _, want := range []string{
+		`calclab_tasks_total{status="completed"} 1`,
+		`calclab_tasks_total{status="failed"} 1`,
+		`calclab_slave_up{slave="slave-1"} 1`,
+		`calclab_slave_in_flight{slave="slave-2"} 0`,
+		`calclab_queue_depth 0`,
+		`calclab_http_request_duration_seconds_bucket{code="200",method="POST",route="/submit-task",service="master"`,
+	} {
+		if !bytes.Contains(r.body, []byte(want)) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// A slave that leaves takes its series with it.
+	call(t, http.MethodDelete, c.master+"/slaves/slave-1", "", nil, nil)
+	time.Sleep(50 * time.Millisecond)
+	r = call(t, http.MethodGet, c.master+"/metrics", "", nil, nil)
+	if bytes.Contains(r.body, []byte(`slave="slave-1"`)) {
+		t.Error("series of a removed slave still exported")
+	}
+}
