@@ -48,8 +48,8 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
-	if cfg.Capacity < 1 {
-		return fmt.Errorf("--capacity must be at least 1, got %d", cfg.Capacity)
+	if cfg.Capacity < 1 || cfg.Capacity > 4096 {
+		return fmt.Errorf("--capacity must be from 1 to 4096, got %d", cfg.Capacity)
 	}
 	var err error
 	if cfg.Logger, err = envflag.Logger(os.Stderr, *level, *format); err != nil {

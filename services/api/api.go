@@ -178,6 +178,6 @@ type Health struct {
 	Capacity  int    `json:"capacity,omitempty"`
 	TasksDone uint64 `json:"tasks_done"`
 	Version   string `json:"version"`
-	Slaves    int    `json:"slaves,omitempty"`
+	Slaves    int    `json:"slaves"`
 	Queue     int    `json:"queue_depth"`
 }

@@ -27,6 +27,9 @@ var (
 	ErrQueueFull = errors.New("every slave is busy and the queue is full")
 )
 
+// MaxCapacity bounds the capacity a slave may claim.
+const MaxCapacity = 4096
+
 // Config tunes a Pool.
 type Config struct {
 	// Policy picks a slave for each job (default least-conn).
@@ -201,7 +204,7 @@ func (p *Pool) Heartbeat(id string, hb api.Heartbeat) HeartbeatResult {
 	}
 	s.lastSeen = p.cfg.Now()
 	if hb.Capacity > 0 && hb.Capacity != s.capacity {
-		s.capacity = hb.Capacity
+		s.capacity = min(hb.Capacity, MaxCapacity)
 		p.notifyLocked()
 	}
 	return HeartbeatOK
@@ -219,14 +222,17 @@ func (p *Pool) Drain(id string) (known, removed bool) {
 	}
 	s.draining = true
 	if s.inflight == 0 {
-		p.removeLocked(s, "drained")
+		p.removeLocked(s, "drained", true)
 		return true, true
 	}
 	p.cfg.Logger.Info("slave draining", "slave", id, "in_flight", s.inflight)
 	return true, false
 }
 
-func (p *Pool) removeLocked(s *slave, why string) {
+// removeLocked drops a slave from the registry. A tombstone (drained by an
+// operator) makes its next heartbeat answer "removed" so it stays out; a
+// slave forgotten for being down is welcome to register again.
+func (p *Pool) removeLocked(s *slave, why string, tombstone bool) {
 	i := slices.Index(p.slaves, s)
 	if i < 0 {
 		return
@@ -234,7 +240,15 @@ func (p *Pool) removeLocked(s *slave, why string) {
 	p.slaves = slices.Delete(p.slaves, i, i+1)
 	delete(p.byID, s.id)
 	delete(p.byURL, s.url)
-	p.tombstones[s.id] = p.cfg.Now()
+	now := p.cfg.Now()
+	for id, at := range p.tombstones {
+		if now.Sub(at) > time.Hour {
+			delete(p.tombstones, id)
+		}
+	}
+	if tombstone {
+		p.tombstones[s.id] = now
+	}
 	p.cfg.Logger.Info("slave removed", "slave", s.id, "reason", why)
 	p.notifyLocked()
 }
@@ -382,7 +396,7 @@ func (p *Pool) release(s *slave, o outcome, latency time.Duration) {
 		p.failLocked(s, now)
 	}
 	if s.draining && s.inflight == 0 {
-		p.removeLocked(s, "drained")
+		p.removeLocked(s, "drained", true)
 		return
 	}
 	p.serveWaitersLocked()
@@ -413,14 +427,14 @@ func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
 	if !ok {
 		p.failLocked(s, now)
 		if s.down && now.Sub(s.downSince) > p.cfg.ForgetAfter {
-			p.removeLocked(s, "down for too long")
+			p.removeLocked(s, "down for too long", false)
 		}
 		return
 	}
 	s.lastSeen = now
 	s.tasksDone = max(s.tasksDone, h.TasksDone)
 	if h.Capacity > 0 && h.Capacity != s.capacity {
-		s.capacity = h.Capacity
+		s.capacity = min(h.Capacity, MaxCapacity)
 	}
 	if s.down {
 		if now.Before(s.until) {

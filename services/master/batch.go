@@ -111,6 +111,9 @@ func (s *Server) runBatch(ctx context.Context, exprs []string, valid []int, resu
 				}
 				for k, i := range idx {
 					results[i] = resp.Results[k]
+					if results[i].Error != "" {
+						results[i].Error = "evaluation failed: " + results[i].Error
+					}
 				}
 				return nil
 			})

@@ -104,8 +104,8 @@ func (s *Server) registerSlave(c *echo.Context) error {
 		e.Body.Field = "id"
 		return e
 	}
-	if req.Capacity < 0 || req.Capacity > 4096 {
-		e := httpserve.Errorf(http.StatusUnprocessableEntity, "capacity must be from 1 to 4096, got %d", req.Capacity)
+	if req.Capacity < 0 || req.Capacity > dispatch.MaxCapacity {
+		e := httpserve.Errorf(http.StatusUnprocessableEntity, "capacity must be from 1 to %d (0 or absent: the default), got %d", dispatch.MaxCapacity, req.Capacity)
 		e.Body.Field = "capacity"
 		return e
 	}

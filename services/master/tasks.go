@@ -158,7 +158,11 @@ func (s *Server) reply(c *echo.Context, id string, async bool) error {
 	if err != nil {
 		return httpserve.Errorf(http.StatusNotFound, "task %q not found", id)
 	}
-	return c.JSON(taskStatusCode(t), t)
+	code := taskStatusCode(t)
+	if code == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	return c.JSON(code, t)
 }
 
 // taskStatusCode is the HTTP status of a synchronous reply carrying t.

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -226,9 +227,11 @@ func (s *Store) Wait(ctx context.Context, id string) (api.Task, error) {
 func (s *Store) List(status string, limit int, cursor string) (api.TaskList, error) {
 	var after uint64
 	if cursor != "" {
-		if _, err := fmt.Sscanf(cursor, "%d", &after); err != nil || after == 0 {
-			return api.TaskList{}, fmt.Errorf("invalid cursor %q", cursor)
+		n, err := strconv.ParseUint(cursor, 10, 64)
+		if err != nil || n == 0 {
+			return api.TaskList{}, fmt.Errorf("invalid cursor %q: use the next_cursor of a previous page", cursor)
 		}
+		after = n
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
