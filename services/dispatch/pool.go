@@ -75,6 +75,7 @@ type slave struct {
 
 type waiter struct {
 	ch      chan *slave
+	policy  balancer.Policy
 	key     string
 	exclude string
 }
@@ -143,9 +144,6 @@ func NewSlaveID() string {
 // Register adds a slave or refreshes an existing one with the same id or
 // URL. It returns the slave's id and whether it is new.
 func (p *Pool) Register(url, id string, capacity int, version string) (string, bool) {
-	if capacity <= 0 {
-		capacity = p.cfg.DefaultCapacity
-	}
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -159,7 +157,14 @@ func (p *Pool) Register(url, id string, capacity int, version string) (string, b
 			s.url = url
 			p.byURL[url] = s
 		}
-		s.capacity, s.version, s.lastSeen = capacity, version, now
+		// A refresh keeps what it does not restate.
+		if capacity > 0 {
+			s.capacity = capacity
+		}
+		if version != "" {
+			s.version = version
+		}
+		s.lastSeen = now
 		s.draining = false
 		if s.down {
 			// A slave that registers again has just started: give it a chance.
@@ -172,6 +177,9 @@ func (p *Pool) Register(url, id string, capacity int, version string) (string, b
 		id = NewSlaveID()
 	}
 	delete(p.tombstones, id)
+	if capacity <= 0 {
+		capacity = p.cfg.DefaultCapacity
+	}
 	s = &slave{id: id, url: url, version: version, capacity: capacity, lastSeen: now, upSince: now, backoff: p.cfg.EjectBase}
 	p.slaves = append(p.slaves, s)
 	p.byID[id] = s
@@ -296,7 +304,10 @@ func (p *Pool) notifyLocked() {
 
 // pickLocked chooses a slave with free capacity, avoiding exclude when
 // another one is available.
-func (p *Pool) pickLocked(key, exclude string) *slave {
+func (p *Pool) pickLocked(pol balancer.Policy, key, exclude string) *slave {
+	if pol == nil {
+		pol = p.cfg.Policy
+	}
 	p.cands = p.cands[:0]
 	p.candSlaves = p.candSlaves[:0]
 	excluded := false
@@ -308,14 +319,14 @@ func (p *Pool) pickLocked(key, exclude string) *slave {
 		p.cands = append(p.cands, balancer.Backend{ID: s.id, InFlight: s.inflight, Capacity: s.capacity, Latency: s.latency, Healthy: healthy})
 		p.candSlaves = append(p.candSlaves, s)
 	}
-	i := p.cfg.Policy.Pick(p.cands, key)
+	i := pol.Pick(p.cands, key)
 	if i < 0 && excluded {
 		for j := range p.cands {
 			if p.cands[j].ID == exclude {
 				p.cands[j].Healthy = true
 			}
 		}
-		i = p.cfg.Policy.Pick(p.cands, key)
+		i = pol.Pick(p.cands, key)
 	}
 	if i < 0 {
 		return nil
@@ -328,7 +339,7 @@ func (p *Pool) pickLocked(key, exclude string) *slave {
 func (p *Pool) serveWaitersLocked() {
 	for len(p.waiters) > 0 {
 		w := p.waiters[0]
-		s := p.pickLocked(w.key, w.exclude)
+		s := p.pickLocked(w.policy, w.key, w.exclude)
 		if s == nil {
 			return
 		}
@@ -340,15 +351,15 @@ func (p *Pool) serveWaitersLocked() {
 
 // acquire returns a slave with a reserved slot, waiting in the FIFO queue
 // until one is free or ctx ends.
-func (p *Pool) acquire(ctx context.Context, key, exclude string) (*slave, error) {
+func (p *Pool) acquire(ctx context.Context, pol balancer.Policy, key, exclude string) (*slave, error) {
 	p.mu.Lock()
 	if len(p.waiters) == 0 {
-		if s := p.pickLocked(key, exclude); s != nil {
+		if s := p.pickLocked(pol, key, exclude); s != nil {
 			p.mu.Unlock()
 			return s, nil
 		}
 	}
-	w := &waiter{ch: make(chan *slave, 1), key: key, exclude: exclude}
+	w := &waiter{ch: make(chan *slave, 1), policy: pol, key: key, exclude: exclude}
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
 	select {
@@ -521,13 +532,19 @@ type Attempt func(ctx context.Context, t Target, try int) error
 // a Permanent error, or ctx ends. It returns the slave of the last try and
 // the number of tries.
 func (p *Pool) Do(ctx context.Context, key string, fn Attempt) (Target, int, error) {
+	return p.DoWith(ctx, nil, key, fn)
+}
+
+// DoWith is Do with a balancing policy of the caller's instead of the
+// pool's (nil: the pool's), e.g. a render that asks for round-robin.
+func (p *Pool) DoWith(ctx context.Context, pol balancer.Policy, key string, fn Attempt) (Target, int, error) {
 	var (
 		exclude string
 		lastErr error
 		last    Target
 	)
 	for try := 1; ; try++ {
-		s, err := p.acquire(ctx, key, exclude)
+		s, err := p.acquire(ctx, pol, key, exclude)
 		if err != nil {
 			if lastErr != nil {
 				return last, try - 1, fmt.Errorf("%w after %d tries, last error: %w", err, try-1, lastErr)

@@ -336,3 +336,13 @@ func TestConcurrentJobsRunOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestRefreshKeepsWhatItDoesNotRestate(t *testing.T) {
+	p := quietPool(t, Config{})
+	p.Register("http://127.0.0.1:1", "a", 8, "1.2.3")
+	p.Register("http://127.0.0.1:1", "", 0, "")
+	s := p.List()[0]
+	if s.Capacity != 8 || s.Version != "1.2.3" {
+		t.Fatalf("refresh without capacity/version wiped them: %+v", s)
+	}
+}
