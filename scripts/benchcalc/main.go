@@ -1,0 +1,313 @@
+// Command benchcalc benchmarks calclab's calculator on loopback, in one run:
+//
+//	(1)  direct       POST {slave-1}/compute: one slave, no master
+//	(2)  master       POST {master}/submit-task: the master balancing over 2 slaves
+//	(2h) master-half  (2) again, open loop at half of (2)'s throughput
+//	(3)  nginx        POST {nginx}/compute: nginx least_conn over the same 2 slaves
+//	(4)  batch        POST {master}/submit-batch with --batch-size expressions
+//
+// It starts its own master, two slaves and nginx on free random loopback
+// ports (never 5000, 6001 or 6002), stops them at exit (also on error or
+// Ctrl-C) and removes its temp dir. `make bench-calc` runs it after `make
+// build`; --help lists the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	duration     time.Duration
+	warmup       time.Duration
+	concurrency  int
+	batchSize    int
+	batchConc    int
+	binDir       string
+	only         map[string]bool
+	markdown     bool
+	nginxBin     string
+	nginxWorkers string
+	halfRate     float64
+	openPool     int
+	timeout      time.Duration
+	masterFlags  []string
+	slaveFlags   []string
+}
+
+// scenario keys in run order, with the aliases --only accepts.
+var (
+	scenarioKeys = []string{"direct", "master", "master-half", "nginx", "batch"}
+	aliases      = map[string]string{"1": "direct", "2": "master", "2h": "master-half", "half": "master-half", "3": "nginx", "4": "batch"}
+)
+
+const usageHead = `benchcalc: calclab calculator benchmark (direct slave, master, master at half load, nginx, batch).
+
+Starts its own master, 2 slaves and nginx on free loopback ports, runs each scenario
+for --duration after --warmup, and prints a table to stdout (progress goes to stderr).
+
+Usage: go run ./scripts/benchcalc [flags]     (make bench-calc)
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("benchcalc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured duration of each scenario")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up before each scenario")
+	fs.IntVar(&cfg.concurrency, "concurrency", 32, "closed-loop workers (keep-alive connections) of scenarios 1-3")
+	fs.IntVar(&cfg.batchSize, "batch-size", 10000, "expressions per /submit-batch request (scenario 4)")
+	fs.IntVar(&cfg.batchConc, "batch-concurrency", 2, "closed-loop workers of the batch scenario")
+	fs.StringVar(&cfg.binDir, "bin-dir", "./bin", "directory holding the master and slave binaries (make build)")
+	only := fs.String("only", "", "comma list of scenarios to run: direct,master,master-half,nginx,batch (or 1,2,2h,3,4); empty: all")
+	fs.BoolVar(&cfg.markdown, "markdown", false, "print the results as Markdown tables (for docs/benchmarks.md)")
+	fs.StringVar(&cfg.nginxBin, "nginx", "/usr/sbin/nginx", "nginx binary (Debian package nginx / nginx-light)")
+	fs.StringVar(&cfg.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes: auto (one per CPU) or a number")
+	fs.Float64Var(&cfg.halfRate, "half-rate", 0, "request rate of master-half; 0: half of the throughput measured in master")
+	fs.IntVar(&cfg.openPool, "open-pool", 256, "goroutines (and at most connections) of the open-loop sender of master-half")
+	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one HTTP request")
+	masterFlags := fs.String("master-flags", "", "extra flags for bin/master, space-separated (experiments: e.g. \"--policy p2c\")")
+	slaveFlags := fs.String("slave-flags", "", "extra flags for both bin/slave, space-separated (experiments: e.g. \"--capacity 8\")")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	}
+	switch {
+	case cfg.duration <= 0:
+		return cfg, errors.New("--duration must be positive")
+	case cfg.warmup < 0:
+		return cfg, errors.New("--warmup must not be negative")
+	case cfg.concurrency < 1 || cfg.batchConc < 1 || cfg.openPool < 1:
+		return cfg, errors.New("--concurrency, --batch-concurrency and --open-pool must be at least 1")
+	case cfg.batchSize < 1 || cfg.batchSize > 100000:
+		return cfg, errors.New("--batch-size must be from 1 to 100000 (the master's default --max-batch)")
+	case cfg.halfRate < 0:
+		return cfg, errors.New("--half-rate must not be negative")
+	case cfg.timeout <= 0:
+		return cfg, errors.New("--timeout must be positive")
+	}
+	cfg.masterFlags, cfg.slaveFlags = strings.Fields(*masterFlags), strings.Fields(*slaveFlags)
+	if cfg.nginxWorkers != "auto" {
+		var n int
+		if _, err := fmt.Sscanf(cfg.nginxWorkers, "%d", &n); err != nil || n < 1 || fmt.Sprint(n) != cfg.nginxWorkers {
+			return cfg, fmt.Errorf("--nginx-workers must be auto or a positive number, got %q", cfg.nginxWorkers)
+		}
+	}
+	cfg.only = map[string]bool{}
+	for _, f := range strings.Split(*only, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		if f == "" {
+			continue
+		}
+		if a, ok := aliases[f]; ok {
+			f = a
+		}
+		valid := false
+		for _, k := range scenarioKeys {
+			valid = valid || k == f
+		}
+		if !valid {
+			return cfg, fmt.Errorf("--only: unknown scenario %q; use %s", f, strings.Join(scenarioKeys, ","))
+		}
+		cfg.only[f] = true
+	}
+	if len(cfg.only) == 0 {
+		for _, k := range scenarioKeys {
+			cfg.only[k] = true
+		}
+	}
+	if cfg.only["master-half"] && !cfg.only["master"] && cfg.halfRate == 0 {
+		return cfg, errors.New("--only: master-half runs at half of master's throughput: add master, or give --half-rate")
+	}
+	return cfg, nil
+}
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchcalc: "+format+"\n", args...)
+}
+
+func run(args []string) int {
+	cfg, err := parseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchcalc:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills us at once (the children die with us: Pdeathsig)
+	}()
+
+	rep := newReport(cfg)
+	c, err := newCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchcalc:", err)
+		return 1
+	}
+	defer func() {
+		t := time.Now()
+		progress("stopping everything it started")
+		c.Close()
+		progress("stopped in %s; removed %s", time.Since(t).Round(time.Millisecond), c.dir)
+	}()
+
+	progress("starting a master and 2 slaves on free loopback ports (temp dir %s)", c.dir)
+	if err := c.startCalclab(ctx, cfg.binDir, cfg.masterFlags, cfg.slaveFlags); err != nil {
+		if ctx.Err() != nil {
+			return 130
+		}
+		fmt.Fprintln(os.Stderr, "benchcalc: start:", err)
+		return 1
+	}
+	rep.capacity = c.capacity
+	progress("master %s, slave-1 %s, slave-2 %s", c.masterURL, c.slaveURLs[0], c.slaveURLs[1])
+	failed := false
+	if cfg.only["nginx"] {
+		switch {
+		case rep.info.nginx == "":
+			fmt.Fprintln(os.Stderr, "nginx not installed: apt-get install nginx-light")
+			rep.get("nginx").skipped = "nginx not installed: apt-get install nginx-light"
+		default:
+			if err := c.startNginx(ctx, cfg.nginxBin, cfg.nginxWorkers); err != nil {
+				if ctx.Err() != nil {
+					return 130
+				}
+				fmt.Fprintln(os.Stderr, "benchcalc: start nginx:", err)
+				rep.get("nginx").skipped = "nginx failed to start (see stderr)"
+				failed = true
+			} else {
+				progress("nginx %s (worker_processes %s)", c.nginxURL, nginxWorkerCount(cfg.nginxWorkers))
+			}
+		}
+	}
+
+	conns := max(cfg.concurrency, cfg.batchConc, cfg.openPool) + 8
+	client := newClient(conns, cfg.timeout)
+	var seq atomic.Int64
+	seq.Store(1)
+	b := &bench{cfg: cfg, c: c, client: client, seq: &seq}
+	for _, s := range rep.rows {
+		if !cfg.only[s.key] || s.skipped != "" {
+			continue
+		}
+		if ctx.Err() != nil {
+			s.skipped = "interrupted"
+			continue
+		}
+		if s.key == "master-half" {
+			rate := cfg.halfRate
+			if rate == 0 {
+				m := rep.get("master")
+				if m.st == nil || m.st.bad > 0 || m.st.rate() <= 0 {
+					s.skipped = "needs an error-free master run"
+					continue
+				}
+				rate = m.st.rate() / 2
+			}
+			s.targetRate = rate
+		}
+		b.run(ctx, s)
+		for _, p := range c.procs() {
+			if p.exited() && !rep.died[p.name] {
+				rep.died[p.name] = true
+				rep.problems = append(rep.problems, fmt.Sprintf("%s died during %s %s: %s", p.name, s.num, s.title, p.describeExit()))
+				failed = true
+			}
+		}
+		client.CloseIdleConnections()
+		if ctx.Err() == nil {
+			time.Sleep(500 * time.Millisecond) // let the master flush and settle
+		}
+	}
+	if ctx.Err() != nil {
+		rep.interrupted = true
+	}
+	rep.logs = c.logSummary()
+	if cfg.markdown {
+		rep.printMarkdown(os.Stdout)
+	} else {
+		rep.printText(os.Stdout)
+	}
+	switch {
+	case rep.interrupted:
+		return 130
+	case failed || rep.anyErrors():
+		return 1
+	}
+	return 0
+}
+
+type bench struct {
+	cfg    config
+	c      *cluster
+	client *http.Client
+	seq    *atomic.Int64
+}
+
+// run runs one scenario and stores its stats in s.
+func (b *bench) run(ctx context.Context, s *row) {
+	cfg := b.cfg
+	var before cpuSnap
+	var use cpuUse
+	ph := phases{
+		onStart: func() { before = b.c.snapCPU() },
+		onEnd:   func() { use = cpuBetween(before, b.c.snapCPU()) },
+	}
+	var st *runStats
+	switch s.key {
+	case "direct":
+		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
+		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
+			singleJob(b.c.slaveURLs[0]+"/compute", "expression", false), ph)
+	case "master":
+		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
+		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
+			singleJob(b.c.masterURL+"/submit-task", "payload", true), ph)
+	case "master-half":
+		progress("%s %s: open loop at %.0f requests/s, pool of %d, warm-up %s + %s", s.num, s.key, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration)
+		st = runOpen(ctx, b.client, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration, b.seq,
+			singleJob(b.c.masterURL+"/submit-task", "payload", true), ph)
+	case "nginx":
+		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
+		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
+			singleJob(b.c.nginxURL+"/compute", "expression", false), ph)
+	case "batch":
+		progress("%s %s: %d workers x %d expressions, warm-up %s + %s", s.num, s.key, cfg.batchConc, cfg.batchSize, cfg.warmup, cfg.duration)
+		st = runClosed(ctx, b.client, cfg.batchConc, cfg.warmup, cfg.duration, b.seq, int64(cfg.batchSize),
+			batchJob(b.c.masterURL+"/submit-batch", cfg.batchSize), ph)
+	}
+	if ctx.Err() != nil {
+		s.skipped = "interrupted"
+		return
+	}
+	st.cpu = use
+	s.st = st
+	progress("%s %s: %s %s/s, p50 %s, p99 %s, %d errors", s.num, s.key, commas(st.rate()), s.unit, fmtDur(st.pct(50)), fmtDur(st.pct(99)), st.bad)
+	for _, e := range st.errs {
+		progress("  error: %s", e)
+	}
+}
