@@ -48,8 +48,12 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "max expressions in one /submit-batch")
 	fs.IntVar(&cfg.MaxTasks, "max-tasks", cfg.MaxTasks, "tasks kept in the store (oldest finished ones are dropped)")
 	fs.DurationVar(&cfg.FlushEvery, "flush-every", cfg.FlushEvery, "group-commit interval of the task store (what a crash can lose)")
+	fs.IntVar(&cfg.MandelMaxPixels, "mandel-max-pixels", cfg.MandelMaxPixels, "max pixels (width*height) of one Mandelbrot render")
+	fs.IntVar(&cfg.MandelMaxIter, "mandel-max-iter", cfg.MandelMaxIter, "max iterations of one Mandelbrot render")
+	fs.DurationVar(&cfg.TileTimeout, "tile-timeout", cfg.TileTimeout, "timeout of one try of one Mandelbrot tile on one slave")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
+	pprofAddr := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060; empty: off")
 	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
 		return err
 	}
@@ -63,6 +67,7 @@ func run(args []string) error {
 	if cfg.Logger, err = envflag.Logger(os.Stderr, *level, *format); err != nil {
 		return err
 	}
+	envflag.ServePprof(*pprofAddr, cfg.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return master.Run(ctx, cfg)

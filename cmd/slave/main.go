@@ -42,6 +42,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "tasks evaluated at once, reported to the master (default: number of CPUs)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
+	pprofAddr := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060; empty: off")
 	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
 		return err
 	}
@@ -55,6 +56,7 @@ func run(args []string) error {
 	if cfg.Logger, err = envflag.Logger(os.Stderr, *level, *format); err != nil {
 		return err
 	}
+	envflag.ServePprof(*pprofAddr, cfg.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return slave.Run(ctx, cfg)

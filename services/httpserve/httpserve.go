@@ -117,7 +117,9 @@ func New(logger *slog.Logger, m *Metrics) *echo.Echo {
 				if code >= 500 {
 					lvl = slog.LevelWarn
 				}
-				logger.Log(req.Context(), lvl, "request", "request_id", id, "method", req.Method, "path", req.URL.Path, "code", code, "duration", time.Since(start))
+				if logger.Enabled(req.Context(), lvl) {
+					logger.Log(req.Context(), lvl, "request", "request_id", id, "method", req.Method, "path", req.URL.Path, "code", code, "duration", time.Since(start))
+				}
 			}()
 			return next(c)
 		}

@@ -36,6 +36,12 @@ type Config struct {
 	MaxTasks      int
 	FlushEvery    time.Duration
 
+	// MandelMaxPixels and MandelMaxIter bound one Mandelbrot render.
+	MandelMaxPixels int
+	MandelMaxIter   int
+	// TileTimeout bounds one try of one tile on one slave.
+	TileTimeout time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -57,6 +63,9 @@ func Defaults() Config {
 		MaxBatch:          100000,
 		MaxTasks:          100000,
 		FlushEvery:        20 * time.Millisecond,
+		MandelMaxPixels:   4096 * 4096,
+		MandelMaxIter:     100000,
+		TileTimeout:       60 * time.Second,
 	}
 }
 

@@ -25,15 +25,16 @@ import (
 
 // Server is a running master.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *taskstore.Store
-	pool   *dispatch.Pool
-	client *http.Client
-	echo   *echo.Echo
-	reg    *prometheus.Registry
-	tasks  *prometheus.CounterVec
-	batch  prometheus.Counter
+	cfg     Config
+	log     *slog.Logger
+	store   *taskstore.Store
+	pool    *dispatch.Pool
+	client  *http.Client
+	echo    *echo.Echo
+	reg     *prometheus.Registry
+	tasks   *prometheus.CounterVec
+	batch   prometheus.Counter
+	renders prometheus.Counter
 
 	wg     sync.WaitGroup // task runners
 	bgCtx  context.Context
@@ -77,7 +78,10 @@ func (s *Server) registerMetrics() {
 	s.batch = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "calclab_batch_expressions_total", Help: "Expressions evaluated through POST /submit-batch.",
 	})
-	s.reg.MustRegister(s.tasks, s.batch, &poolCollector{s: s})
+	s.renders = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "calclab_renders_total", Help: "Mandelbrot frames rendered (PNG or stream).",
+	})
+	s.reg.MustRegister(s.tasks, s.batch, s.renders, &poolCollector{s: s})
 }
 
 func (s *Server) routes() {
@@ -94,6 +98,8 @@ func (s *Server) routes() {
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	e.GET("/openapi.json", serveOpenAPI)
+	e.GET("/mandelbrot/render", s.render)
+	e.GET("/mandelbrot/stream", s.stream)
 	s.echo = e
 }
 

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -100,7 +101,19 @@ func isRuntimeError(err error) bool {
 	return errors.As(err, &ce) && (ce.Kind == calc.ErrDivByZero || ce.Kind == calc.ErrNonFinite)
 }
 
-func newTaskID() string { return "task-" + httpserve.NewRequestID() }
+var taskSeq atomic.Uint32
+
+// newTaskID returns a time-ordered id (task-<unix nanos><sequence>, hex),
+// so the store appends instead of inserting all over its B+tree.
+func newTaskID() string {
+	var b [30]byte
+	n := copy(b[:], "task-")
+	n += len(strconv.AppendUint(b[n:n], uint64(time.Now().UnixNano()), 16))
+	s := taskSeq.Add(1) & 0xffff
+	const hexd = "0123456789abcdef"
+	b[n], b[n+1], b[n+2], b[n+3] = hexd[s>>12], hexd[s>>8&15], hexd[s>>4&15], hexd[s&15]
+	return string(b[:n+4])
+}
 
 func (s *Server) submitTask(c *echo.Context) error {
 	var req api.SubmitRequest

@@ -27,6 +27,7 @@ import (
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/calc"
 	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/mandel"
 )
 
 // Config is every setting of a slave; cmd/slave fills it from flags and
@@ -45,7 +46,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxBatch bounds the expressions of one /compute/batch request.
 	MaxBatch int
-	Logger   *slog.Logger
+	// MandelLimits bounds one Mandelbrot tile.
+	MandelLimits mandel.Limits
+	Logger       *slog.Logger
 }
 
 // Defaults returns the configuration documented in the README.
@@ -56,8 +59,13 @@ func Defaults() Config {
 		Capacity:     runtime.NumCPU(),
 		MaxBodyBytes: 16 << 20,
 		MaxBatch:     100000,
+		MandelLimits: DefaultMandelLimits,
 	}
 }
+
+// DefaultMandelLimits bound one tile: 4 Mpixel, 4096 a side, 100,000
+// iterations.
+var DefaultMandelLimits = mandel.Limits{MaxPixels: 1 << 22, MaxIter: 100000, MaxDim: 4096}
 
 // Slave is a running worker.
 type Slave struct {
@@ -71,7 +79,9 @@ type Slave struct {
 	done     atomic.Uint64
 	draining atomic.Bool
 	id       atomic.Pointer[string]
-	evals    *prometheus.CounterVec
+	evalOK   prometheus.Counter
+	evalErr  prometheus.Counter
+	tiles    prometheus.Counter
 }
 
 // New builds a slave's HTTP API. Call Serve.
@@ -88,6 +98,9 @@ func New(cfg Config) (*Slave, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 100000
 	}
+	if cfg.MandelLimits == (mandel.Limits{}) {
+		cfg.MandelLimits = DefaultMandelLimits
+	}
 	s := &Slave{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -97,15 +110,20 @@ func New(cfg Config) (*Slave, error) {
 	}
 	id := cfg.ID
 	s.id.Store(&id)
-	s.evals = prometheus.NewCounterVec(prometheus.CounterOpts{
+	evals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calclab_slave_evaluations_total", Help: "Expressions evaluated, by outcome (ok or error).",
 	}, []string{"outcome"})
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), s.evals,
+	s.evalOK, s.evalErr = evals.WithLabelValues("ok"), evals.WithLabelValues("error")
+	s.tiles = prometheus.NewCounter(prometheus.CounterOpts{Name: "calclab_slave_tiles_total", Help: "Mandelbrot tiles rendered."})
+	s.reg.MustRegister(s.tiles)
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), evals,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_in_flight", Help: "Requests being evaluated."},
 			func() float64 { return float64(s.inflight.Load()) }))
 	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "slave"))
 	e.POST("/compute", s.compute)
 	e.POST("/compute/batch", s.computeBatch)
+	e.GET("/mandelbrot/tile", s.tile)
+	e.GET("/", s.seedTile)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	s.echo = e
@@ -322,11 +340,11 @@ func (s *Slave) compute(c *echo.Context) error {
 	s.done.Add(1)
 	resp := api.ComputeResponse{ID: req.ID, Slave: s.ID()}
 	if err != nil {
-		s.evals.WithLabelValues("error").Inc()
+		s.evalErr.Inc()
 		resp.Error = err.Error()
 		return c.JSON(http.StatusUnprocessableEntity, resp)
 	}
-	s.evals.WithLabelValues("ok").Inc()
+	s.evalOK.Inc()
 	resp.Result = &v
 	return c.JSON(http.StatusOK, resp)
 }
@@ -358,8 +376,8 @@ func (s *Slave) computeBatch(c *echo.Context) error {
 	}
 	release()
 	s.done.Add(uint64(len(req.Expressions)))
-	s.evals.WithLabelValues("ok").Add(float64(len(req.Expressions) - bad))
-	s.evals.WithLabelValues("error").Add(float64(bad))
+	s.evalOK.Add(float64(len(req.Expressions) - bad))
+	s.evalErr.Add(float64(bad))
 	return c.JSON(http.StatusOK, out)
 }
 

@@ -1,0 +1,103 @@
+package mandel
+
+import (
+	"bytes"
+	"fmt"
+	"image/png"
+	"io"
+	"runtime"
+	"testing"
+)
+
+// Benchmark frames: the seed's default picture and a heavy boundary frame.
+var benchFrames = []struct {
+	name  string
+	frame Frame
+}{
+	{"seed500x500i30", SeedFrame()},
+	{"heavy1920x1080i1000", Frame{CX: -0.7436439, CY: 0.1318259, Scale: 0.00001, Width: 1920, Height: 1080, MaxIter: 1000}},
+}
+
+func BenchmarkRender(b *testing.B) {
+	for _, bf := range benchFrames {
+		for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
+			b.Run(fmt.Sprintf("%s/workers=%d", bf.name, workers), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := RenderFrame(bf.frame, workers); err != nil {
+						b.Fatal(err)
+					}
+				}
+				px := float64(bf.frame.Width*bf.frame.Height) * float64(b.N)
+				b.ReportMetric(px/b.Elapsed().Seconds()/1e6, "Mpx/s")
+			})
+		}
+	}
+}
+
+// BenchmarkRenderSeedTiles renders the seed frame the way the seed cluster
+// did: 100 tiles of 50x50, one worker each.
+func BenchmarkRenderSeedTiles(b *testing.B) {
+	refs := SeedFrame().Tiles(SeedTileSize, SeedTileSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range refs {
+			if _, err := Render(r.Tile, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkEncodePNG(b *testing.B) {
+	for _, bf := range benchFrames {
+		img, err := RenderFrame(bf.frame, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, lv := range []struct {
+			name  string
+			level png.CompressionLevel
+		}{{"BestSpeed", png.BestSpeed}, {"Default", png.DefaultCompression}} {
+			enc := newPNGEncoder(lv.level)
+			b.Run(bf.name+"/"+lv.name, func(b *testing.B) {
+				var buf bytes.Buffer
+				if err := enc.Encode(&buf, img); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := enc.Encode(io.Discard, img); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(buf.Len())/1024, "KiB")
+			})
+		}
+	}
+}
+
+// BenchmarkKernel compares the two-lane row kernel with one orbit at a time
+// (smoothIter per pixel) on the heavy frame, single-threaded.
+func BenchmarkKernel(b *testing.B) {
+	f := Frame{CX: -0.7436439, CY: 0.1318259, Scale: 0.00001 * 4, Width: 480, Height: 270, MaxIter: 1000}
+	tile := f.Tile()
+	row := make([]float32, tile.Width)
+	b.Run("lanes=1", func(b *testing.B) {
+		for b.Loop() {
+			for py := range tile.Height {
+				ci := coordIm(tile.Y0, tile.Step, py)
+				for px := range row {
+					row[px] = smoothIter(coordRe(tile.X0, tile.Step, px), ci, tile.MaxIter)
+				}
+			}
+		}
+	})
+	b.Run("lanes=2", func(b *testing.B) {
+		for b.Loop() {
+			for py := range tile.Height {
+				iterRow(row, &tile, py)
+			}
+		}
+	})
+}

@@ -1,0 +1,397 @@
+package master
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/calclab/calclab/services/balancer"
+	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/mandel"
+)
+
+// renderWorkers bounds the tiles of one render in flight or queued at once,
+// so a huge frame cannot crowd calculator tasks out of the queue.
+const renderWorkers = 16
+
+// frameRequest is a parsed render request.
+type frameRequest struct {
+	frame  mandel.Frame
+	policy balancer.Policy
+	tile   int // tile side in pixels
+}
+
+func floatParam(q url.Values, name string, def float64) (float64, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		e := httpserve.Errorf(http.StatusBadRequest, "%s must be a finite number, got %q", name, v)
+		e.Body.Field = name
+		return 0, e
+	}
+	return f, nil
+}
+
+func intParam(q url.Values, name string, def int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e := httpserve.Errorf(http.StatusBadRequest, "%s must be an integer, got %q", name, v)
+		e.Body.Field = name
+		return 0, e
+	}
+	return n, nil
+}
+
+// parseFrame reads a render request. Defaults are the seed's picture:
+// 500x500, 30 iterations, real axis -1.5..1.5.
+func (s *Server) parseFrame(q url.Values) (frameRequest, error) {
+	var (
+		r   frameRequest
+		err error
+		f   = mandel.SeedFrame()
+	)
+	get := func(fn func() error) {
+		if err == nil {
+			err = fn()
+		}
+	}
+	get(func() (e error) { f.Width, e = intParam(q, "width", f.Width); return })
+	get(func() (e error) { f.Height, e = intParam(q, "height", f.Height); return })
+	get(func() (e error) { f.CX, e = floatParam(q, "cx", f.CX); return })
+	get(func() (e error) { f.CY, e = floatParam(q, "cy", f.CY); return })
+	defScale := 3.0 / float64(max(f.Width, 1))
+	get(func() (e error) { f.Scale, e = floatParam(q, "scale", defScale); return })
+	get(func() (e error) { f.MaxIter, e = intParam(q, "max_iter", f.MaxIter); return })
+	get(func() (e error) { r.tile, e = intParam(q, "tile", 0); return })
+	if err != nil {
+		return r, err
+	}
+	f.Colormap = q.Get("colormap")
+	if f.Colormap == "" {
+		f.Colormap = mandel.DefaultColormap
+	}
+	if _, perr := mandel.Palette(f.Colormap); perr != nil {
+		e := httpserve.Errorf(http.StatusBadRequest, "colormap %q is not one of %v", f.Colormap, mandel.Colormaps())
+		e.Body.Field = "colormap"
+		return r, e
+	}
+	lim := mandel.Limits{MaxPixels: s.cfg.MandelMaxPixels, MaxIter: s.cfg.MandelMaxIter, MaxDim: 16384}
+	if verr := f.Validate(lim); verr != nil {
+		code := http.StatusBadRequest
+		if errors.Is(verr, mandel.ErrTooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		e := httpserve.Errorf(code, "%v", verr)
+		var ve *mandel.ValidationError
+		if errors.As(verr, &ve) {
+			e.Body.Field = ve.Field
+		}
+		return r, e
+	}
+	if r.tile != 0 && (r.tile < 16 || r.tile > 1024) {
+		e := httpserve.Errorf(http.StatusBadRequest, "tile must be from 16 to 1024 pixels, got %d", r.tile)
+		e.Body.Field = "tile"
+		return r, e
+	}
+	if r.tile == 0 {
+		r.tile = tileSide(f.Width * f.Height)
+	}
+	if name := q.Get("policy"); name != "" {
+		p, perr := balancer.New(name)
+		if perr != nil {
+			e := httpserve.Errorf(http.StatusBadRequest, "%v", perr)
+			e.Body.Field = "policy"
+			return r, e
+		}
+		r.policy = p
+	}
+	r.frame = f
+	return r, nil
+}
+
+// tileSide picks the tile size for a frame: Mandelbrot tiles differ in cost
+// by orders of magnitude, so a frame is cut into many more tiles than there
+// are slaves (8..256 tiles), each at least 32 pixels a side.
+func tileSide(pixels int) int {
+	n := min(max(pixels/16384, 8), 256)
+	side := int(math.Ceil(math.Sqrt(float64(pixels)/float64(n))/16)) * 16
+	return min(max(side, 32), 512)
+}
+
+// tileResult is one rendered tile.
+type tileResult struct {
+	ref      mandel.TileRef
+	slave    string
+	ms       float64 // wall time of the successful try, as the master saw it
+	attempts int
+	data     []byte // raw RGBA or PNG
+}
+
+// renderStats sums up a render per slave.
+type renderStats struct {
+	Tiles  int     `json:"tiles"`
+	BusyMS float64 `json:"busy_ms"`
+}
+
+// renderTiles dispatches every tile of the frame through the pool and calls
+// emit (serialised) as each lands. It stops at the first tile that cannot be
+// rendered, or when ctx ends (the client went away).
+func (s *Server) renderTiles(ctx context.Context, r frameRequest, format string, emit func(tileResult)) error {
+	refs := r.frame.Tiles(r.tile, r.tile)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan mandel.TileRef)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	reqID := httpserve.RequestID(ctx)
+	for range min(renderWorkers, len(refs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ref := range jobs {
+				var res tileResult
+				tg, tries, err := s.pool.DoWith(ctx, r.policy, "", func(ctx context.Context, tg dispatch.Target, _ int) error {
+					start := time.Now()
+					data, err := s.fetchTile(ctx, tg, ref.Tile, format, reqID)
+					if err != nil {
+						return err
+					}
+					res = tileResult{ref: ref, slave: tg.ID, ms: float64(time.Since(start).Microseconds()) / 1000, data: data}
+					return nil
+				})
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("tile at (%d,%d): %w", ref.OX, ref.OY, err)
+					}
+					mu.Unlock()
+					cancel()
+					continue
+				}
+				res.slave, res.attempts = tg.ID, tries
+				mu.Lock()
+				if firstErr == nil {
+					emit(res)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, ref := range refs {
+		select {
+		case jobs <- ref:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+func (s *Server) fetchTile(ctx context.Context, tg dispatch.Target, t mandel.Tile, format, reqID string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TileTimeout)
+	defer cancel()
+	q := t.Query()
+	q.Set("format", format)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.URL+"/mandelbrot/tile?"+q.Encode(), nil)
+	if err != nil {
+		return nil, dispatch.Permanent(err)
+	}
+	if reqID != "" {
+		req.Header.Set("X-Request-Id", reqID)
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch tile from %s: %w", tg.ID, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, int64(4*t.Width*t.Height)+1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read tile from %s: %w", tg.ID, err)
+	}
+	switch {
+	case res.StatusCode == http.StatusOK:
+	case res.StatusCode == http.StatusBadRequest || res.StatusCode == http.StatusRequestEntityTooLarge:
+		// Another slave would say the same.
+		return nil, dispatch.Permanent(fmt.Errorf("slave %s refused the tile: %s", tg.ID, bytes.TrimSpace(data)))
+	default:
+		return nil, fmt.Errorf("slave %s answered %d: %s", tg.ID, res.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
+	}
+	if format == "raw" && len(data) != 4*t.Width*t.Height {
+		return nil, fmt.Errorf("slave %s sent %d bytes for a %dx%d tile", tg.ID, len(data), t.Width, t.Height)
+	}
+	return data, nil
+}
+
+// renderError maps a failed render to a reply.
+func renderError(err error) error {
+	if dispatch.IsPermanent(err) {
+		return httpserve.Errorf(http.StatusBadRequest, "%v", err)
+	}
+	return httpserve.Errorf(http.StatusServiceUnavailable, "render failed: %v", err)
+}
+
+// render serves GET /mandelbrot/render: the whole frame as one PNG.
+func (s *Server) render(c *echo.Context) error {
+	start := time.Now()
+	r, err := s.parseFrame(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	if err := s.pool.Admit(); err != nil {
+		return admitError(err)
+	}
+	img := image.NewRGBA(image.Rect(0, 0, r.frame.Width, r.frame.Height))
+	stats := map[string]*renderStats{}
+	tiles := 0
+	err = s.renderTiles(c.Request().Context(), r, "raw", func(res tileResult) {
+		w := res.ref.Tile.Width
+		for y := range res.ref.Tile.Height {
+			off := img.PixOffset(res.ref.OX, res.ref.OY+y)
+			copy(img.Pix[off:off+4*w], res.data[4*w*y:4*w*(y+1)])
+		}
+		st := stats[res.slave]
+		if st == nil {
+			st = &renderStats{}
+			stats[res.slave] = st
+		}
+		st.Tiles++
+		st.BusyMS += res.ms
+		tiles++
+	})
+	if err != nil {
+		if c.Request().Context().Err() != nil {
+			s.log.Info("render abandoned by the client", "request_id", httpserve.RequestID(c.Request().Context()))
+			return nil
+		}
+		return renderError(err)
+	}
+	var buf bytes.Buffer
+	if err := mandel.EncodePNG(&buf, img); err != nil {
+		return fmt.Errorf("encode PNG: %w", err)
+	}
+	s.renders.Inc()
+	h := c.Response().Header()
+	h.Set("X-Render-Tiles", strconv.Itoa(tiles))
+	h.Set("X-Render-Ms", strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 3, 64))
+	h.Set("X-Render-Slaves", slaveSummary(stats))
+	h.Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, "image/png", buf.Bytes())
+}
+
+func slaveSummary(stats map[string]*renderStats) string {
+	ids := make([]string, 0, len(stats))
+	for id := range stats {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var b bytes.Buffer
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s=%d", id, stats[id].Tiles)
+	}
+	return b.String()
+}
+
+// streamEvent is written as one Server-Sent Event.
+func writeEvent(w io.Writer, event string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data)
+	return err
+}
+
+// stream serves GET /mandelbrot/stream: the same render as Server-Sent
+// Events. "start" gives the frame and tile grid, one "tile" event per tile
+// as it lands (position, size, slave, time, base64 PNG), then "done" with
+// per-slave totals, or "error".
+func (s *Server) stream(c *echo.Context) error {
+	start := time.Now()
+	r, err := s.parseFrame(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	if err := s.pool.Admit(); err != nil {
+		return admitError(err)
+	}
+	w := c.Response()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	refs := r.frame.Tiles(r.tile, r.tile)
+	_ = writeEvent(w, "start", map[string]any{
+		"width": r.frame.Width, "height": r.frame.Height, "tiles": len(refs), "tile": r.tile,
+		"cx": r.frame.CX, "cy": r.frame.CY, "scale": r.frame.Scale, "max_iter": r.frame.MaxIter, "colormap": r.frame.Colormap,
+	})
+	_ = rc.Flush()
+	stats := map[string]*renderStats{}
+	n := 0
+	err = s.renderTiles(c.Request().Context(), r, "png", func(res tileResult) {
+		st := stats[res.slave]
+		if st == nil {
+			st = &renderStats{}
+			stats[res.slave] = st
+		}
+		st.Tiles++
+		st.BusyMS += res.ms
+		n++
+		_ = writeEvent(w, "tile", map[string]any{
+			"n": n, "ox": res.ref.OX, "oy": res.ref.OY, "w": res.ref.Tile.Width, "h": res.ref.Tile.Height,
+			"slave": res.slave, "ms": res.ms, "attempts": res.attempts,
+			"png": base64.StdEncoding.EncodeToString(res.data),
+		})
+		_ = rc.Flush()
+	})
+	if err != nil {
+		if c.Request().Context().Err() != nil {
+			s.log.Info("render stream abandoned by the client", "request_id", httpserve.RequestID(c.Request().Context()))
+			return nil
+		}
+		_ = writeEvent(w, "error", map[string]string{"error": err.Error()})
+		_ = rc.Flush()
+		return nil
+	}
+	s.renders.Inc()
+	_ = writeEvent(w, "done", map[string]any{
+		"tiles": n, "ms": float64(time.Since(start).Microseconds()) / 1000, "slaves": stats,
+	})
+	_ = rc.Flush()
+	return nil
+}
