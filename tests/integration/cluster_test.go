@@ -118,7 +118,9 @@ func startMaster(t *testing.T, dataDir string, extra ...string) *proc {
 	return startOn(t, "master", addr, args...)
 }
 
-func startOn(t *testing.T, bin, addr string, args ...string) *proc { return start(t, bin, addr, args...) }
+func startOn(t *testing.T, bin, addr string, args ...string) *proc {
+	return start(t, bin, addr, args...)
+}
 
 func startSlave(t *testing.T, masterURL, id string, extra ...string) *proc {
 	addr := freePort(t)
