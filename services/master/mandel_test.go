@@ -1,0 +1,220 @@
+package master_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"image"
+	"image/draw"
+	"image/png"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/calclab/calclab/services/mandel"
+)
+
+func decodePNG(t *testing.T, data []byte) *image.RGBA {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("not a PNG (%d bytes): %v", len(data), err)
+	}
+	out := image.NewRGBA(img.Bounds())
+	draw.Draw(out, out.Bounds(), img, img.Bounds().Min, draw.Src)
+	return out
+}
+
+func want(t *testing.T, f mandel.Frame) *image.RGBA {
+	t.Helper()
+	img, err := mandel.RenderFrame(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func TestRenderMatchesSingleProcessRender(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	tests := []struct {
+		name  string
+		query string
+		frame mandel.Frame
+	}{
+		{"seed default view", "", mandel.SeedFrame()},
+		{"boundary, uneven tiles", "cx=-0.7436&cy=0.1318&scale=0.00002&width=333&height=211&max_iter=600&colormap=fire&tile=64",
+			mandel.Frame{CX: -0.7436, CY: 0.1318, Scale: 0.00002, Width: 333, Height: 211, MaxIter: 600, Colormap: "fire"}},
+		{"round-robin policy", "width=120&height=90&policy=round-robin",
+			mandel.Frame{Scale: 3.0 / 120, Width: 120, Height: 90, MaxIter: 30}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := call(t, http.MethodGet, c.master+"/mandelbrot/render?"+tc.query, "", nil, nil)
+			if r.code != 200 || r.header.Get("Content-Type") != "image/png" {
+				t.Fatalf("%d %s %q", r.code, r.header.Get("Content-Type"), r.body[:min(len(r.body), 200)])
+			}
+			got := decodePNG(t, r.body)
+			exp := want(t, tc.frame)
+			if !bytes.Equal(got.Pix, exp.Pix) {
+				t.Fatal("assembled frame differs from a single-process render of the same view")
+			}
+			if !strings.Contains(r.header.Get("X-Render-Slaves"), "slave-") {
+				t.Fatalf("X-Render-Slaves = %q", r.header.Get("X-Render-Slaves"))
+			}
+		})
+	}
+}
+
+func TestConcurrentRendersEachGetTheirOwnPicture(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := mandel.Frame{CX: -0.5 + 0.1*float64(i), Scale: 0.01, Width: 160, Height: 120, MaxIter: 50 + 10*i}
+			q := "cx=" + ftoa(f.CX) + "&scale=0.01&width=160&height=120&max_iter=" + itoa(f.MaxIter)
+			r := call(t, http.MethodGet, c.master+"/mandelbrot/render?"+q, "", nil, nil)
+			if r.code != 200 {
+				t.Errorf("render %d: %d", i, r.code)
+				return
+			}
+			if !bytes.Equal(decodePNG(t, r.body).Pix, want(t, f).Pix) {
+				t.Errorf("render %d got someone else's pixels", i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestStreamTilesAssembleToTheRender(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	res, err := http.Get(c.master + "/mandelbrot/stream?width=200&height=150&max_iter=80&tile=48")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	img := image.NewRGBA(image.Rect(0, 0, 200, 150))
+	var start struct{ Tiles int }
+	var done struct {
+		Tiles  int
+		Slaves map[string]struct{ Tiles int }
+	}
+	tiles := 0
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data := []byte(strings.TrimPrefix(line, "data: "))
+			switch event {
+			case "start":
+				json.Unmarshal(data, &start)
+			case "tile":
+				var tl struct {
+					OX, OY, W, H int
+					Slave        string
+					PNG          string
+				}
+				json.Unmarshal(data, &tl)
+				raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
+				part := decodePNG(t, raw)
+				if part.Bounds().Dx() != tl.W || part.Bounds().Dy() != tl.H || tl.Slave == "" {
+					t.Fatalf("tile event %+v does not match its PNG %v", tl, part.Bounds())
+				}
+				draw.Draw(img, image.Rect(tl.OX, tl.OY, tl.OX+tl.W, tl.OY+tl.H), part, image.Point{}, draw.Src)
+				tiles++
+			case "done":
+				json.Unmarshal(data, &done)
+			case "error":
+				t.Fatalf("stream error: %s", data)
+			}
+		}
+	}
+	if start.Tiles == 0 || tiles != start.Tiles || done.Tiles != tiles {
+		t.Fatalf("start announced %d tiles, got %d tile events, done says %d", start.Tiles, tiles, done.Tiles)
+	}
+	sum := 0
+	for _, s := range done.Slaves {
+		sum += s.Tiles
+	}
+	if sum != tiles || len(done.Slaves) == 0 {
+		t.Fatalf("per-slave counts %+v do not add up to %d", done.Slaves, tiles)
+	}
+	exp := want(t, mandel.Frame{Scale: 3.0 / 200, Width: 200, Height: 150, MaxIter: 80})
+	if !bytes.Equal(img.Pix, exp.Pix) {
+		t.Fatal("streamed tiles do not assemble into the frame")
+	}
+}
+
+func TestRenderBadInput(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	tests := []struct {
+		query string
+		code  int
+		field string
+	}{
+		{"width=0", 400, "width"},
+		{"width=abc", 400, "width"},
+		{"scale=-1", 400, "scale"},
+		{"cx=NaN", 400, "cx"},
+		{"max_iter=0", 400, "max_iter"},
+		{"max_iter=100001", 413, "max_iter"},
+		{"width=5000&height=5000", 413, ""},
+		{"colormap=rainbow-unicorn", 400, "colormap"},
+		{"policy=random", 400, "policy"},
+		{"tile=3", 400, "tile"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			for _, path := range []string{"/mandelbrot/render?", "/mandelbrot/stream?"} {
+				var e map[string]string
+				r := call(t, http.MethodGet, c.master+path+tc.query, "", nil, &e)
+				if r.code != tc.code || e["error"] == "" || (tc.field != "" && e["field"] != tc.field) {
+					t.Fatalf("%s%s: %d %s; want %d naming %q", path, tc.query, r.code, r.body, tc.code, tc.field)
+				}
+			}
+		})
+	}
+}
+
+func TestSeedWorkerCallOnSlave(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	var out struct{ Image string }
+	r := call(t, http.MethodGet, c.slaves[0]+"/?max_iteration=30&start_position_x=-1.5&start_position_y=1.5&quantize_length=0.3", "", nil, &out)
+	if r.code != 200 {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	raw, err := base64.StdEncoding.DecodeString(out.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodePNG(t, raw)
+	exp, _ := mandel.Render(mandel.SeedTile(-1.5, 1.5, 0.3, 30), 1)
+	if got.Bounds().Dx() != 50 || got.Bounds().Dy() != 50 || !bytes.Equal(got.Pix, exp.Pix) {
+		t.Fatalf("seed tile: %v, want the 50x50 tile at (-1.5, 1.5) step 0.006", got.Bounds())
+	}
+	// The seed crashed every worker past 501 iterations.
+	for _, it := range []string{"501", "502", "5000"} {
+		r := call(t, http.MethodGet, c.slaves[0]+"/?max_iteration="+it+"&start_position_x=-0.75&start_position_y=0.1&quantize_length=0.05", "", nil, &out)
+		if r.code != 200 {
+			t.Fatalf("max_iteration=%s: %d %s", it, r.code, r.body)
+		}
+	}
+	var e map[string]string
+	if r := call(t, http.MethodGet, c.slaves[0]+"/?max_iteration=-1&start_position_x=0&start_position_y=0&quantize_length=1", "", nil, &e); r.code != 400 || e["error"] == "" {
+		t.Fatalf("negative iterations: %d %s", r.code, r.body)
+	}
+}
+
+func ftoa(f float64) string { b, _ := json.Marshal(f); return string(b) }
+func itoa(i int) string     { b, _ := json.Marshal(i); return string(b) }

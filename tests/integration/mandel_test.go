@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"image"
+	"image/draw"
+	"image/png"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/mandel"
+)
+
+// heavy is a boundary view that takes a while to render on two slaves.
+var heavy = mandel.Frame{CX: -0.743643887, CY: 0.131825904, Scale: 2e-7, Width: 640, Height: 480, MaxIter: 3000}
+
+const heavyQuery = "cx=-0.743643887&cy=0.131825904&scale=2e-7&width=640&height=480&max_iter=3000&tile=32"
+
+type sseEvent struct {
+	name string
+	data []byte
+}
+
+func readEvents(t *testing.T, res *http.Response, each func(sseEvent) bool) {
+	t.Helper()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	name := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			if !each(sseEvent{name, []byte(strings.TrimPrefix(line, "data: "))}) {
+				return
+			}
+		}
+	}
+}
+
+// TestSlaveDiesMidRender kills a slave with SIGKILL while a frame streams:
+// its tiles run on the other slave and the picture is complete and correct.
+func TestSlaveDiesMidRender(t *testing.T) {
+	m := startMaster(t, t.TempDir())
+	startSlave(t, m.URL, "slave-1")
+	s2 := startSlave(t, m.URL, "slave-2")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+
+	res, err := http.Get(m.URL + "/mandelbrot/stream?" + heavyQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	img := image.NewRGBA(image.Rect(0, 0, heavy.Width, heavy.Height))
+	tiles, onSlave2, retried, killed, done := 0, 0, 0, false, false
+	readEvents(t, res, func(ev sseEvent) bool {
+		switch ev.name {
+		case "tile":
+			var tl struct {
+				OX, OY, W, H, Attempts int
+				Slave, PNG             string
+			}
+			json.Unmarshal(ev.data, &tl)
+			raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
+			part, err := png.Decode(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatalf("tile PNG: %v", err)
+			}
+			draw.Draw(img, image.Rect(tl.OX, tl.OY, tl.OX+tl.W, tl.OY+tl.H), part, image.Point{}, draw.Src)
+			tiles++
+			if tl.Slave == "slave-2" {
+				onSlave2++
+			}
+			if tl.Attempts > 1 {
+				retried++
+			}
+			if onSlave2 >= 3 && !killed {
+				s2.kill()
+				killed = true
+			}
+		case "done":
+			done = true
+			return false
+		case "error":
+			t.Fatalf("render failed: %s", ev.data)
+		}
+		return true
+	})
+	if !killed || !done {
+		t.Fatalf("killed=%v done=%v after %d tiles", killed, done, tiles)
+	}
+	t.Logf("%d tiles, %d from slave-2 before it died, %d ran again elsewhere", tiles, onSlave2, retried)
+	exp, _ := mandel.RenderFrame(heavy, 0)
+	if !bytes.Equal(img.Pix, exp.Pix) {
+		t.Fatal("picture after a slave died mid-render differs from a single-process render")
+	}
+}
+
+// TestClientGoingAwayCancelsTiles closes a heavy render's stream early and
+// checks that the slaves stop receiving its tiles.
+func TestClientGoingAwayCancelsTiles(t *testing.T) {
+	m := startMaster(t, t.TempDir())
+	s1 := startSlave(t, m.URL, "slave-1")
+	s2 := startSlave(t, m.URL, "slave-2")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	total := len(heavy.Tiles(32, 32))
+
+	res, err := http.Get(m.URL + "/mandelbrot/stream?" + heavyQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	readEvents(t, res, func(ev sseEvent) bool {
+		if ev.name == "tile" {
+			got++
+		}
+		return got < 2
+	})
+	res.Body.Close()
+	rendered := func() float64 {
+		return metric(t, s1.URL, "calclab_slave_tiles_total") + metric(t, s2.URL, "calclab_slave_tiles_total")
+	}
+	time.Sleep(time.Second)
+	a := rendered()
+	time.Sleep(time.Second)
+	b := rendered()
+	if a != b || b >= float64(total) {
+		t.Fatalf("after the client left, slaves rendered %v then %v of %d tiles: the render was not cancelled", a, b, total)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, m.URL, "calclab_queue_depth") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("abandoned tiles still queued")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
