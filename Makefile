@@ -6,7 +6,7 @@ NODE     ?=
 LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER))
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman fuzz-seed bench-calc clean
+.PHONY: build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
 
 build: ## build bin/master bin/slave bin/lab
 	@mkdir -p $(BIN)
@@ -48,3 +48,6 @@ bench-calc: build ## calculator benchmark: direct, master, nginx, batch
 
 clean:
 	rm -rf $(BIN)
+
+bench-mandel: build ## Mandelbrot benchmark: seed view, 4K frame vs in-process, policies
+	$(GO) run ./scripts/benchmandel
