@@ -57,9 +57,11 @@ type node struct {
 // when build is set, records an AST in nodes. Check runs it with build unset,
 // Compile with build set, so both accept exactly the same language.
 //
-// Recursion only happens on "(", unary operators and "**" right operands, and
-// every one of them increments depth first, so the Go stack used here (and
-// later by govaluate) is bounded by Limits.MaxDepth.
+// The parser only recurses on "(", unary operators and "**" right operands,
+// and every one of them increments depth first, so its stack use is bounded
+// by Limits.MaxDepth. (The emitter and govaluate also recurse along chains of
+// binary operators such as 1+1+...+1; those are bounded by Limits.MaxTokens,
+// and even 10^5 operators stay far below the Go stack limit.)
 type parser struct {
 	src   string
 	lim   Limits

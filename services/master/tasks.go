@@ -40,9 +40,11 @@ func (e evalError) Error() string { return e.msg }
 // calcError turns a calc error into a 413 or 422 reply.
 func calcError(err error, field string) error {
 	code := http.StatusUnprocessableEntity
-	var ce *calc.Error
-	if errors.As(err, &ce) && ce.Kind == calc.ErrTooLong {
+	switch {
+	case errors.Is(err, calc.ErrTooLong):
 		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, calc.ErrInternal):
+		return httpserve.Errorf(http.StatusInternalServerError, "internal error checking the expression")
 	}
 	e := httpserve.Errorf(code, "invalid expression: %v", err)
 	e.Body.Field = field
