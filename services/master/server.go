@@ -21,6 +21,7 @@ import (
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
 	"github.com/calclab/calclab/services/taskstore"
+	"github.com/calclab/calclab/services/web"
 )
 
 // Server is a running master.
@@ -100,6 +101,7 @@ func (s *Server) routes() {
 	e.GET("/openapi.json", serveOpenAPI)
 	e.GET("/mandelbrot/render", s.render)
 	e.GET("/mandelbrot/stream", s.stream)
+	web.Register(e) // the browser UI at / and /ui/ (a middleware: no API routes)
 	s.echo = e
 }
 
