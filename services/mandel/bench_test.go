@@ -74,6 +74,21 @@ func BenchmarkEncodePNG(b *testing.B) {
 				b.ReportMetric(float64(buf.Len())/1024, "KiB")
 			})
 		}
+		// EncodePNG: the fast path (RGB, Up filter) against the standard
+		// encoder at the same level above.
+		b.Run(bf.name+"/EncodePNG-RGB-Up", func(b *testing.B) {
+			var buf bytes.Buffer
+			if err := EncodePNG(&buf, img); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := EncodePNG(io.Discard, img); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(buf.Len())/1024, "KiB")
+		})
 	}
 }
 
