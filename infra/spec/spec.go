@@ -164,7 +164,7 @@ func (l *Lab) applyDefaults() {
 		l.Network.CIDR = "192.168.56.0/24"
 	}
 	if l.SSHUser == "" {
-		l.SSHUser = "calclab"
+		l.SSHUser = "lab"
 	}
 	if l.Services.MasterPort == 0 {
 		l.Services.MasterPort = 5000
