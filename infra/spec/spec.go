@@ -259,8 +259,16 @@ func (l *Lab) Validate() error {
 	if len(l.Nodes) == 0 {
 		return l.fail("nodes", "a lab needs one master node and at least one slave node")
 	}
-	names, ips, ports := map[string]bool{}, map[string]string{}, map[int]string{}
 	masters := 0
+	for _, n := range l.Nodes {
+		if n.Role == RoleMaster {
+			masters++
+		}
+	}
+	if masters > 1 {
+		return l.fail("nodes", "a lab needs exactly one master node, found %d", masters)
+	}
+	names, ips, ports := map[string]bool{}, map[string]string{}, map[int]string{}
 	for i, n := range l.Nodes {
 		f := fmt.Sprintf("nodes[%d]", i)
 		if !nodeName.MatchString(n.Name) {
@@ -271,9 +279,7 @@ func (l *Lab) Validate() error {
 		}
 		names[n.Name] = true
 		switch n.Role {
-		case RoleMaster:
-			masters++
-		case RoleSlave:
+		case RoleMaster, RoleSlave:
 		default:
 			return l.fail(f+".role", "%q must be master or slave", n.Role)
 		}

@@ -1,0 +1,1006 @@
+// Package qemu is the lab provider that runs every node as a QEMU VM on
+// this machine: a Debian 12 image built by scripts/build-image.sh, booted
+// with its own kernel (-kernel/-initrd), one qcow2 overlay and one NoCloud
+// seed ISO per node, a NAT NIC with host ports forwarded on 127.0.0.1 (SSH
+// and the node's calclab service) and a NIC on an internal switch holding
+// the static addresses of lab.yaml.
+//
+// Files (under Driver.Dir, normally .lab):
+//
+//	qemu-state.json         pids, ports, MACs, accelerator, switch
+//	qemu/                   the switch (vde_switch sockets, pid)
+//	<node>/disk.qcow2       overlay on the cached base image
+//	<node>/seed.iso         cloud-init NoCloud seed
+//	<node>/console.log      the serial console (kernel, systemd, cloud-init)
+//	<node>/qemu.log         QEMU's own errors
+//	<node>/qemu.pid
+//	ssh/id_ed25519{,.pub}   the lab's SSH key
+//	known_hosts, ssh_config for `ssh -F .lab/ssh_config <node>`
+//
+// The base image in the cache (~/.cache/calclab) is never written or
+// removed by the driver.
+//
+// Accelerator: KVM when it works, else TCG. The probe (once per lab, its
+// result kept in qemu-state.json) opens /dev/kvm read-write, then boots the
+// image's kernel in a throwaway VM with -accel kvm -cpu host, no disk and
+// panic=-1 -no-reboot: KVM counts as working when that kernel gets all the
+// way to its "VFS: Unable to mount root fs" panic and QEMU exits within 15 s.
+// Otherwise (no /dev/kvm, no permission, or a KVM that accepts -cpu host but
+// cannot run a guest, as in some nested setups) the VMs use -accel tcg
+// -cpu max. The result is also kept in ~/.cache/calclab/accel-probe.json
+// until the machine reboots, so later labs skip the probe.
+// CALCLAB_QEMU_ACCEL=kvm|tcg (or Driver.Accel) skips the probe.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/provision/cloudinit"
+)
+
+// Driver runs nodes as QEMU VMs. Its state lives under Dir.
+type Driver struct {
+	// Dir is the lab's state directory (.lab).
+	Dir string
+	// Image is the base qcow2 (with its .vmlinuz and .initrd next to it);
+	// "" finds it per node with FindImage.
+	Image string
+	// QEMU, QEMUImg and VDESwitch are the programs to run (default:
+	// qemu-system-x86_64, qemu-img, vde_switch from PATH).
+	QEMU, QEMUImg, VDESwitch string
+	// Net is the internal switch backend: NetVDE, NetMcast, or "" for vde
+	// when vde_switch is installed, else mcast.
+	Net string
+	// Accel is "kvm" or "tcg"; "" reads CALCLAB_QEMU_ACCEL, else probes.
+	Accel string
+	// BootTimeout bounds the wait from starting a VM until cloud-init has
+	// finished in it (default 10 min under TCG, 3 min under KVM).
+	BootTimeout time.Duration
+	// SSHPortBase is the first host port tried for SSH: node i gets
+	// SSHPortBase+i when free (default 2220).
+	SSHPortBase int
+	// StopTimeout is how long Down waits after SIGTERM before SIGKILL.
+	StopTimeout time.Duration
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return "qemu" }
+
+type nodeState struct {
+	PID    int    `json:"pid"`
+	Dir    string `json:"dir"`
+	Disk   string `json:"disk"`
+	Image  Image  `json:"image"`
+	MAC    string `json:"mac"`     // internal (lan) NIC
+	NATMAC string `json:"nat_mac"` // user-mode NAT NIC
+	IP     string `json:"ip"`
+	// SSHPort and HTTPPort are host ports on 127.0.0.1 forwarded to the
+	// guest's 22 and GuestPort (the node's calclab service).
+	SSHPort   int       `json:"ssh_port"`
+	HTTPPort  int       `json:"http_port"`
+	GuestPort int       `json:"guest_port"`
+	Accel     string    `json:"accel"`
+	Started   time.Time `json:"started"`
+	// Ready is set once cloud-init finished in this boot.
+	Ready bool `json:"ready"`
+}
+
+type state struct {
+	Lab       string                `json:"lab"`
+	Accel     string                `json:"accel,omitempty"`
+	AccelWhy  string                `json:"accel_why,omitempty"`
+	Net       string                `json:"net,omitempty"`
+	Switch    *switchState          `json:"switch,omitempty"`
+	McastPort int                   `json:"mcast_port,omitempty"`
+	Nodes     map[string]*nodeState `json:"nodes"`
+}
+
+func (d *Driver) qemuBin() string    { return or(d.QEMU, "qemu-system-x86_64") }
+func (d *Driver) qemuImgBin() string { return or(d.QEMUImg, "qemu-img") }
+func (d *Driver) vdeBin() string     { return or(d.VDESwitch, "vde_switch") }
+
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}
+
+func (d *Driver) statePath() string       { return filepath.Join(d.Dir, "qemu-state.json") }
+func (d *Driver) switchDir() string       { return filepath.Join(d.Dir, "qemu") }
+func (d *Driver) sshConfigPath() string   { return filepath.Join(d.Dir, "ssh_config") }
+func (d *Driver) nodeDir(n string) string { return filepath.Join(d.Dir, n) }
+
+func (d *Driver) load() (*state, error) {
+	st := &state{Nodes: map[string]*nodeState{}}
+	data, err := os.ReadFile(d.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lab state: %w", err)
+	}
+	if err := json.Unmarshal(data, st); err != nil {
+		return nil, fmt.Errorf("lab state %s is corrupt (stop the qemu processes by hand, then remove it): %w", d.statePath(), err)
+	}
+	if st.Nodes == nil {
+		st.Nodes = map[string]*nodeState{}
+	}
+	return st, nil
+}
+
+func (d *Driver) save(st *state) error {
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", d.Dir, err)
+	}
+	data, _ := json.MarshalIndent(st, "", "  ")
+	tmp := d.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write lab state: %w", err)
+	}
+	return os.Rename(tmp, d.statePath())
+}
+
+// procAlive reports whether pid is a live (not zombie) process running bin
+// with an argument containing mark (so a recycled pid is not taken for ours).
+func procAlive(pid int, bin, mark string) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) == 0 || filepath.Base(args[0]) != filepath.Base(bin) {
+		return false
+	}
+	for _, a := range args[1:] {
+		if strings.Contains(a, mark) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Driver) vmAlive(ns *nodeState) bool {
+	return ns != nil && procAlive(ns.PID, d.qemuBin(), ns.Disk)
+}
+
+// guestPort is the port a node's calclab service listens on inside its VM.
+func guestPort(lab *spec.Lab, n spec.Node) int {
+	if n.Role == spec.RoleMaster {
+		return lab.Services.MasterPort
+	}
+	return lab.Services.SlavePort
+}
+
+// assignMACs gives every node a lan and a nat MAC, unique within the lab.
+func assignMACs(lab *spec.Lab) (lan, nat map[string]string) {
+	lan, nat = map[string]string{}, map[string]string{}
+	used := map[string]bool{}
+	pick := func(node, nic string) string {
+		for salt := 0; ; salt++ {
+			m := mac(lab.Name, node, nic, salt)
+			if !used[m] {
+				used[m] = true
+				return m
+			}
+		}
+	}
+	for _, n := range lab.Nodes {
+		lan[n.Name] = pick(n.Name, "lan")
+	}
+	for _, n := range lab.Nodes {
+		nat[n.Name] = pick(n.Name, "nat")
+	}
+	return lan, nat
+}
+
+// Up implements driver.Driver: it boots every node whose VM is not running
+// and waits until each answers SSH and cloud-init has finished in it. VMs
+// already running are left alone. When a node fails, the other VMs are
+// left running for inspection (lab down removes them).
+func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress) error {
+	var pmu sync.Mutex
+	report := func(s driver.Step) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if progress != nil {
+			progress(s)
+		}
+	}
+	if d.Dir == "" {
+		return errors.New("qemu driver: no state directory")
+	}
+	for _, bin := range []string{d.qemuBin(), d.qemuImgBin()} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found: install it (apt-get install qemu-system-x86 qemu-utils)", bin)
+		}
+	}
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	st.Lab = lab.Name
+	signer, authLine, err := ensureKeyPair(d.keyDir())
+	if err != nil {
+		return fmt.Errorf("lab SSH key: %w", err)
+	}
+
+	var start, wait []spec.Node
+	for _, n := range lab.Nodes {
+		ns := st.Nodes[n.Name]
+		switch {
+		case d.vmAlive(ns) && ns.Ready:
+			report(driver.Step{Node: n.Name, Step: "boot", Done: true, Hint: fmt.Sprintf("already running (pid %d, ssh 127.0.0.1:%d)", ns.PID, ns.SSHPort)})
+		case d.vmAlive(ns):
+			wait = append(wait, n)
+		default:
+			start = append(start, n)
+		}
+	}
+	if len(start) > 0 {
+		if err := d.ensureAccel(ctx, lab, st, report); err != nil {
+			return err
+		}
+		if err := d.ensureSwitch(ctx, lab, st, report); err != nil {
+			return err
+		}
+		if err := d.save(st); err != nil {
+			return err
+		}
+	}
+
+	taken := map[int]bool{}
+	for _, n := range lab.Nodes {
+		if ns := st.Nodes[n.Name]; ns != nil && d.vmAlive(ns) {
+			taken[ns.SSHPort], taken[ns.HTTPPort] = true, true
+		}
+	}
+	lanMAC, natMAC := assignMACs(lab)
+	images := map[string]Image{}
+	for _, n := range start {
+		if err := d.startNode(ctx, lab, n, st, images, taken, lanMAC[n.Name], natMAC[n.Name], authLine, report); err != nil {
+			_ = d.save(st)
+			_ = d.writeSSHConfig(lab, st)
+			return err
+		}
+		wait = append(wait, n)
+		if err := d.save(st); err != nil {
+			return err
+		}
+	}
+	if err := d.writeSSHConfig(lab, st); err != nil {
+		return err
+	}
+
+	// Wait for every booting VM at once: they boot in parallel.
+	var (
+		wg   sync.WaitGroup
+		smu  sync.Mutex
+		errs = make([]error, len(wait))
+	)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, n := range wait {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			smu.Lock()
+			ns := *st.Nodes[n.Name]
+			smu.Unlock()
+			if err := d.waitNode(wctx, lab, n, &ns, signer, report); err != nil {
+				errs[i] = err
+				return
+			}
+			smu.Lock()
+			st.Nodes[n.Name].Ready = true
+			err := d.save(st)
+			smu.Unlock()
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ensureAccel decides KVM or TCG once per lab.
+func (d *Driver) ensureAccel(ctx context.Context, lab *spec.Lab, st *state, report func(driver.Step)) error {
+	forced := or(d.Accel, os.Getenv("CALCLAB_QEMU_ACCEL"))
+	switch forced {
+	case "", "kvm", "tcg":
+	default:
+		return fmt.Errorf("accelerator %q: want kvm or tcg", forced)
+	}
+	t0 := time.Now()
+	switch {
+	case forced != "":
+		st.Accel, st.AccelWhy = forced, "forced (CALCLAB_QEMU_ACCEL / Driver.Accel)"
+	case st.Accel != "":
+		// probed before for this lab
+	default:
+		report(driver.Step{Node: "qemu", Step: "accel"})
+		img, err := FindImage(ctx, lab.File, or(d.Image, lab.Nodes[0].Image))
+		if err != nil {
+			report(driver.Step{Node: "qemu", Step: "accel", Err: err, Elapsed: time.Since(t0)})
+			return err
+		}
+		st.Accel, st.AccelWhy = cachedProbeAccel(ctx, d.qemuBin(), img, d.switchDir())
+	}
+	report(driver.Step{Node: "qemu", Step: "accel", Done: true, Elapsed: time.Since(t0), Hint: st.Accel + ": " + st.AccelWhy})
+	return nil
+}
+
+// ensureSwitch starts the internal switch unless it runs.
+func (d *Driver) ensureSwitch(ctx context.Context, lab *spec.Lab, st *state, report func(driver.Step)) error {
+	t0 := time.Now()
+	if st.Net == "" || !d.anyAlive(st) {
+		st.Net = d.Net
+		if st.Net == "" {
+			st.Net = NetMcast
+			if _, err := exec.LookPath(d.vdeBin()); err == nil {
+				st.Net = NetVDE
+			}
+		}
+	}
+	switch st.Net {
+	case NetMcast:
+		st.McastPort = mcastPort(lab.Name)
+		report(driver.Step{Node: "switch", Step: "start", Done: true, Elapsed: time.Since(t0), Hint: fmt.Sprintf("multicast 230.0.0.1:%d on loopback (vde_switch not found: apt-get install vde2)", st.McastPort)})
+		return nil
+	case NetVDE:
+	default:
+		return fmt.Errorf("internal network %q: want %s or %s", st.Net, NetVDE, NetMcast)
+	}
+	if st.Switch.alive(d.vdeBin()) {
+		report(driver.Step{Node: "switch", Step: "start", Done: true, Elapsed: time.Since(t0), Hint: fmt.Sprintf("already running (pid %d)", st.Switch.PID)})
+		return nil
+	}
+	if d.anyAlive(st) {
+		return fmt.Errorf("the lab's switch (vde_switch) is gone while VMs still run: run lab down, then lab up")
+	}
+	report(driver.Step{Node: "switch", Step: "start"})
+	sw, err := startSwitch(ctx, d.vdeBin(), d.switchDir(), lab.Name, len(lab.Nodes)+4)
+	if err != nil {
+		report(driver.Step{Node: "switch", Step: "start", Err: err, Elapsed: time.Since(t0)})
+		return fmt.Errorf("switch: %w", err)
+	}
+	st.Switch = sw
+	report(driver.Step{Node: "switch", Step: "start", Done: true, Elapsed: time.Since(t0), Hint: fmt.Sprintf("vde_switch pid %d, %s", sw.PID, sw.Sock)})
+	return nil
+}
+
+func (d *Driver) anyAlive(st *state) bool {
+	for _, ns := range st.Nodes {
+		if d.vmAlive(ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// stepTimer reports one step of one node.
+type stepTimer struct {
+	report func(driver.Step)
+	node   string
+	step   string
+	t0     time.Time
+	hint   string
+}
+
+func (d *Driver) begin(report func(driver.Step), node, step, hint string) *stepTimer {
+	report(driver.Step{Node: node, Step: step})
+	return &stepTimer{report: report, node: node, step: step, t0: time.Now(), hint: hint}
+}
+
+func (s *stepTimer) done(hint string) {
+	s.report(driver.Step{Node: s.node, Step: s.step, Done: true, Elapsed: time.Since(s.t0), Hint: hint})
+}
+
+// fail reports the step's failure and returns an error naming the node,
+// the step and where to look.
+func (s *stepTimer) fail(err error) error {
+	s.report(driver.Step{Node: s.node, Step: s.step, Err: err, Elapsed: time.Since(s.t0), Hint: s.hint})
+	if s.hint != "" {
+		return fmt.Errorf("node %s: %s: %w (see %s)", s.node, s.step, err, s.hint)
+	}
+	return fmt.Errorf("node %s: %s: %w", s.node, s.step, err)
+}
+
+func (d *Driver) startNode(ctx context.Context, lab *spec.Lab, n spec.Node, st *state, images map[string]Image, taken map[int]bool, lanMAC, natMAC, authLine string, report func(driver.Step)) error {
+	dir, err := filepath.Abs(d.nodeDir(n.Name))
+	if err != nil {
+		return err
+	}
+	console := filepath.Join(dir, "console.log")
+	qlog := filepath.Join(dir, "qemu.log")
+	old := st.Nodes[n.Name]
+
+	// image: a qcow2 overlay on the base (kept when the VM merely stopped)
+	s := d.begin(report, n.Name, "image", "")
+	name := or(d.Image, n.Image)
+	img, ok := images[name]
+	if !ok {
+		if img, err = FindImage(ctx, lab.File, name); err != nil {
+			return s.fail(err)
+		}
+		images[name] = img
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return s.fail(err)
+	}
+	disk := filepath.Join(dir, "disk.qcow2")
+	ns := &nodeState{Dir: dir, Disk: disk, Image: img, MAC: lanMAC, NATMAC: natMAC, IP: n.IP, GuestPort: guestPort(lab, n), Accel: st.Accel}
+	reuse := old != nil && old.Image == img && old.MAC == lanMAC && old.IP == n.IP
+	if _, err := os.Stat(disk); err != nil {
+		reuse = false
+	}
+	if reuse {
+		s.done("disk kept from the last boot")
+	} else {
+		for _, f := range []string{disk, console, qlog, filepath.Join(dir, "seed.iso")} {
+			_ = os.Remove(f)
+		}
+		if old != nil && old.SSHPort > 0 {
+			_ = forgetHost(d.knownHostsFile(), net.JoinHostPort("127.0.0.1", strconv.Itoa(old.SSHPort)))
+		}
+		if err := createOverlay(ctx, d.qemuImgBin(), img.Disk, disk, n.Disk); err != nil {
+			return s.fail(err)
+		}
+		s.done(fmt.Sprintf("%d GiB overlay on %s", n.Disk, filepath.Base(img.Disk)))
+	}
+
+	// seed: the cloud-init NoCloud ISO
+	s = d.begin(report, n.Name, "seed", "")
+	prefix, err := netip.ParsePrefix(lab.Network.CIDR)
+	if err != nil {
+		return s.fail(err)
+	}
+	ip, err := netip.ParseAddr(n.IP)
+	if err != nil {
+		return s.fail(err)
+	}
+	cfg := cloudinit.Config{
+		Hostname:       n.Name,
+		User:           lab.SSHUser,
+		AuthorizedKeys: []string{authLine},
+		Interfaces: []cloudinit.Interface{
+			{MAC: natMAC, DHCP: true},
+			// No gateway on the internal network: the default route is
+			// the NAT NIC's (nothing answers at network.gateway here).
+			{MAC: lanMAC, Address: netip.PrefixFrom(ip, prefix.Bits())},
+		},
+	}
+	cfg.InstanceID = instanceID(lab.Name, cfg)
+	seed := filepath.Join(dir, "seed.iso")
+	if err := cloudinit.WriteISO(seed, cfg); err != nil {
+		return s.fail(err)
+	}
+	s.done(cfg.InstanceID)
+
+	// boot: start QEMU (daemonized); host ports picked now
+	s = d.begin(report, n.Name, "boot", console)
+	idx := slices.IndexFunc(lab.Nodes, func(x spec.Node) bool { return x.Name == n.Name })
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		wantSSH, wantHTTP := or0(d.SSHPortBase, 2220)+idx, n.LocalPort
+		if n.Role == spec.RoleMaster {
+			wantHTTP = lab.Services.MasterPort
+		}
+		if old != nil && attempt == 0 {
+			wantSSH, wantHTTP = old.SSHPort, old.HTTPPort
+		}
+		if attempt > 0 {
+			wantSSH, wantHTTP = 0, 0
+		}
+		if ns.SSHPort, err = pickPort(wantSSH, taken); err != nil {
+			return s.fail(err)
+		}
+		if ns.HTTPPort, err = pickPort(wantHTTP, taken); err != nil {
+			return s.fail(err)
+		}
+		if old != nil && old.SSHPort != ns.SSHPort {
+			_ = forgetHost(d.knownHostsFile(), net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)))
+		}
+		lastErr = d.launch(ctx, lab, n, st, ns, seed, console, qlog)
+		if lastErr == nil {
+			break
+		}
+		if !strings.Contains(lastErr.Error(), "host forwarding") {
+			break
+		}
+	}
+	if lastErr != nil {
+		return s.fail(lastErr)
+	}
+	st.Nodes[n.Name] = ns
+	hint := fmt.Sprintf("pid %d, %s, ssh 127.0.0.1:%d", ns.PID, st.Accel, ns.SSHPort)
+	if n.Role == spec.RoleMaster {
+		hint += fmt.Sprintf(", http 127.0.0.1:%d", ns.HTTPPort)
+	}
+	s.done(hint)
+	return nil
+}
+
+func or0(v, def int) int {
+	if v != 0 {
+		return v
+	}
+	return def
+}
+
+// instanceID names this instance of a node; it changes with the node's
+// seed so cloud-init applies a changed configuration.
+func instanceID(lab string, c cloudinit.Config) string {
+	data, _ := json.Marshal(c)
+	h := sha256.Sum256(data)
+	return fmt.Sprintf("%s-%s-%x", lab, c.Hostname, h[:4])
+}
+
+// KernelArgs is the kernel command line of every VM.
+// net.ifnames=0 keeps the kernel's names: eth0 is the NAT NIC, eth1 the
+// internal one (the network-config matches by MAC and names them so too).
+const KernelArgs = "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=-1 mitigations=off"
+
+// qemuArgs is the command line of a node's VM.
+func (d *Driver) qemuArgs(lab *spec.Lab, n spec.Node, st *state, ns *nodeState, seed, console string) []string {
+	args := []string{
+		"-name", fmt.Sprintf("%s-%s,process=qemu-%s-%s", lab.Name, n.Name, lab.Name, n.Name),
+		"-nodefaults", "-no-user-config",
+		"-machine", "q35",
+	}
+	if st.Accel == "kvm" {
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		args = append(args, "-accel", "tcg", "-cpu", "max")
+	}
+	hostfwd := fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:%d", ns.SSHPort, ns.HTTPPort, ns.GuestPort)
+	var lan string
+	if st.Net == NetVDE {
+		lan = "vde,id=lan,sock=" + st.Switch.Sock
+	} else {
+		lan = fmt.Sprintf("socket,id=lan,mcast=230.0.0.1:%d,localaddr=127.0.0.1", st.McastPort)
+	}
+	args = append(args,
+		"-m", strconv.Itoa(n.Memory), "-smp", strconv.Itoa(n.CPUs),
+		"-display", "none", "-vga", "none",
+		"-chardev", "file,id=console,path="+console+",append=on",
+		"-serial", "chardev:console",
+		"-kernel", ns.Image.Kernel, "-initrd", ns.Image.Initrd, "-append", KernelArgs,
+		"-drive", "file="+ns.Disk+",if=virtio,format=qcow2,discard=unmap",
+		"-drive", "file="+seed+",if=virtio,format=raw,readonly=on",
+		"-netdev", "user,id=nat,restrict=on,"+hostfwd,
+		"-device", "virtio-net-pci,netdev=nat,mac="+ns.NATMAC,
+		"-netdev", lan,
+		"-device", "virtio-net-pci,netdev=lan,mac="+ns.MAC,
+		"-device", "virtio-rng-pci",
+		"-pidfile", filepath.Join(ns.Dir, "qemu.pid"),
+		"-daemonize",
+	)
+	return args
+}
+
+// launch starts the VM daemonized; QEMU returns once the VM runs (or
+// failed to start, with the reason on its stderr, kept in qemu.log).
+func (d *Driver) launch(ctx context.Context, lab *spec.Lab, n spec.Node, st *state, ns *nodeState, seed, console, qlog string) error {
+	pidfile := filepath.Join(ns.Dir, "qemu.pid")
+	_ = os.Remove(pidfile)
+	logf, err := os.OpenFile(qlog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := d.qemuArgs(lab, n, st, ns, seed, console)
+	fmt.Fprintf(logf, "=== %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), d.qemuBin(), strings.Join(args, " "))
+	pos, _ := logf.Seek(0, io.SeekEnd)
+	cmd := exec.CommandContext(ctx, d.qemuBin(), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = ns.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	ns.Started = time.Now()
+	if err := cmd.Run(); err != nil {
+		msg := readFrom(qlog, pos)
+		return fmt.Errorf("%s: %v: %s", filepath.Base(d.qemuBin()), err, strings.TrimSpace(msg))
+	}
+	data, err := os.ReadFile(pidfile)
+	if err != nil {
+		return fmt.Errorf("qemu started but wrote no pid file: %w", err)
+	}
+	ns.PID, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	if !d.vmAlive(ns) {
+		return fmt.Errorf("qemu exited right after starting: %s", strings.TrimSpace(readFrom(qlog, pos)))
+	}
+	return nil
+}
+
+func readFrom(path string, pos int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	_, _ = f.Seek(pos, io.SeekStart)
+	data, _ := io.ReadAll(io.LimitReader(f, 8<<10))
+	return string(data)
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (d *Driver) bootTimeout(accel string) time.Duration {
+	if d.BootTimeout > 0 {
+		return d.BootTimeout
+	}
+	if accel == "kvm" {
+		return 3 * time.Minute
+	}
+	return 10 * time.Minute
+}
+
+// waitNode waits until the node answers SSH with the lab key (steps "ssh"),
+// then until cloud-init has finished ("ready"); times are from the VM's
+// start.
+func (d *Driver) waitNode(ctx context.Context, lab *spec.Lab, n spec.Node, ns *nodeState, signer ssh.Signer, report func(driver.Step)) error {
+	console := filepath.Join(ns.Dir, "console.log")
+	timeout := d.bootTimeout(ns.Accel)
+	ctx, cancel := context.WithDeadline(ctx, ns.Started.Add(timeout))
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort))
+	report(driver.Step{Node: n.Name, Step: "ssh"})
+	var client *ssh.Client
+	var last error
+	for client == nil {
+		if !d.vmAlive(ns) {
+			err := fmt.Errorf("the VM stopped (qemu pid %d exited); last console lines:\n%s", ns.PID, tail(console, 15))
+			report(driver.Step{Node: n.Name, Step: "ssh", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
+			return fmt.Errorf("node %s: ssh: %w (see %s)", n.Name, err, console)
+		}
+		c, err := dial(ctx, addr, lab.SSHUser, signer, tofu(d.knownHostsFile()))
+		if err == nil {
+			client = c
+			break
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			err := fmt.Errorf("no SSH login at %s after %s (last: %v)", addr, timeout, last)
+			if ctx.Err() == context.Canceled {
+				err = ctx.Err()
+			}
+			report(driver.Step{Node: n.Name, Step: "ssh", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
+			return fmt.Errorf("node %s: ssh: %w (see %s)", n.Name, err, console)
+		case <-time.After(2 * time.Second):
+		}
+	}
+	defer client.Close()
+	report(driver.Step{Node: n.Name, Step: "ssh", Done: true, Elapsed: time.Since(ns.Started), Hint: fmt.Sprintf("%s@%s, since boot", lab.SSHUser, addr)})
+
+	report(driver.Step{Node: n.Name, Step: "cloud-init"})
+	out, err := run(ctx, client, "cloud-init status --wait >/dev/null; cloud-init status --long")
+	status := strings.TrimSpace(string(out))
+	if err == nil && !strings.Contains(status, "status: done") {
+		err = fmt.Errorf("cloud-init did not finish cleanly:\n%s", status)
+	} else if err != nil {
+		err = fmt.Errorf("cloud-init status: %v:\n%s", err, status)
+	}
+	if err != nil {
+		report(driver.Step{Node: n.Name, Step: "cloud-init", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
+		return fmt.Errorf("node %s: cloud-init: %w (see %s, or lab ssh %s -- sudo cat /var/log/cloud-init.log)", n.Name, err, console, n.Name)
+	}
+	report(driver.Step{Node: n.Name, Step: "cloud-init", Done: true, Elapsed: time.Since(ns.Started), Hint: fmt.Sprintf("done, since boot (%s %s)", n.IP, ns.MAC)})
+	return nil
+}
+
+// Nodes implements driver.Driver. A node's URL is its service port
+// forwarded to 127.0.0.1 (the master's is services.master_port when that
+// was free).
+func (d *Driver) Nodes(_ context.Context, lab *spec.Lab) ([]driver.Node, error) {
+	st, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]driver.Node, 0, len(lab.Nodes))
+	for _, n := range lab.Nodes {
+		dn := driver.Node{Name: n.Name, Role: n.Role, Log: filepath.Join(d.nodeDir(n.Name), "console.log")}
+		if ns := st.Nodes[n.Name]; ns != nil {
+			dn.URL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.HTTPPort))
+			dn.Log = filepath.Join(ns.Dir, "console.log")
+			if d.vmAlive(ns) {
+				dn.PID, dn.Running = ns.PID, true
+			}
+		}
+		out = append(out, dn)
+	}
+	return out, nil
+}
+
+// Down implements driver.Driver: it stops every VM and the switch and
+// removes the nodes' directories, the state, the lab's SSH key, known_hosts
+// and ssh_config. The cached base image stays.
+func (d *Driver) Down(_ context.Context, lab *spec.Lab) error {
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	timeout := d.StopTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	var errs []error
+	dirs := map[string]bool{}
+	for _, n := range lab.Nodes {
+		dirs[d.nodeDir(n.Name)] = true
+	}
+	for _, ns := range st.Nodes {
+		dirs[ns.Dir] = true
+	}
+	// VMs: those in the state, and any whose pid file outlived the state.
+	for dir := range dirs {
+		ns := &nodeState{Dir: dir, Disk: filepath.Join(dir, "disk.qcow2")}
+		if data, err := os.ReadFile(filepath.Join(dir, "qemu.pid")); err == nil {
+			ns.PID, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+			errs = append(errs, stopPID(ns.PID, d.qemuBin(), ns.Disk, timeout))
+		}
+	}
+	for _, ns := range st.Nodes {
+		errs = append(errs, stopPID(ns.PID, d.qemuBin(), ns.Disk, timeout))
+	}
+	if st.Switch != nil {
+		errs = append(errs, stopPID(st.Switch.PID, d.vdeBin(), st.Switch.Sock, timeout))
+	} else if data, err := os.ReadFile(filepath.Join(d.switchDir(), "switch.pid")); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		errs = append(errs, stopPID(pid, d.vdeBin(), d.switchDir(), timeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for dir := range dirs {
+		errs = append(errs, os.RemoveAll(dir))
+	}
+	if st.Switch != nil && st.Switch.Own != "" {
+		errs = append(errs, os.RemoveAll(st.Switch.Own))
+	}
+	for _, p := range []string{d.switchDir(), d.keyDir()} {
+		errs = append(errs, os.RemoveAll(p))
+	}
+	for _, p := range []string{d.knownHostsFile(), d.sshConfigPath(), d.statePath(), d.statePath() + ".tmp"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	// .lab itself only when nothing else lives there.
+	_ = os.Remove(d.Dir)
+	return errors.Join(errs...)
+}
+
+// stopPID stops pid (when it still runs bin with mark in its arguments):
+// SIGTERM, then SIGKILL after timeout.
+func stopPID(pid int, bin, mark string, timeout time.Duration) error {
+	if !procAlive(pid, bin, mark) {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !procAlive(pid, bin, mark) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 40; i++ {
+		if !procAlive(pid, bin, mark) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s (pid %d) did not stop", filepath.Base(bin), pid)
+}
+
+// Logs implements driver.Driver: for now it prints the node's serial
+// console (kernel, systemd and cloud-init output).
+func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
+	if _, ok := lab.Node(node); !ok {
+		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
+	}
+	path := filepath.Join(d.nodeDir(node), "console.log")
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("node %s has no console log yet (is the lab up? run lab up)", node)
+		}
+		return fmt.Errorf("open console log: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for {
+		if _, err := io.Copy(w, r); err != nil {
+			return err
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// SSH implements driver.Driver: it runs OpenSSH's ssh with the lab's
+// ssh_config (an interactive shell when cmd is empty), attached to this
+// process's terminal.
+func (d *Driver) SSH(ctx context.Context, lab *spec.Lab, node string, cmd []string) error {
+	if _, ok := lab.Node(node); !ok {
+		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
+	}
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	if ns := st.Nodes[node]; !d.vmAlive(ns) {
+		return fmt.Errorf("node %s is not running (run lab up)", node)
+	}
+	if err := d.writeSSHConfig(lab, st); err != nil {
+		return err
+	}
+	bin, err := exec.LookPath("ssh")
+	if err != nil {
+		return fmt.Errorf("ssh not found: install OpenSSH's client (apt-get install openssh-client)")
+	}
+	args := []string{"-F", d.sshConfigPath(), node}
+	if len(cmd) > 0 {
+		args = append(append(args, "--"), cmd...)
+	}
+	c := exec.CommandContext(ctx, bin, args...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return c.Run()
+}
+
+// Endpoint is how to reach a node's SSH server from this machine.
+type Endpoint struct {
+	Addr       string // 127.0.0.1:<forwarded port>
+	User       string
+	KeyFile    string // the lab's private key (OpenSSH format)
+	KnownHosts string // trusted-on-first-use host keys (OpenSSH format)
+}
+
+// Endpoint returns where node's SSH server is forwarded to.
+func (d *Driver) Endpoint(lab *spec.Lab, node string) (Endpoint, error) {
+	st, err := d.load()
+	if err != nil {
+		return Endpoint{}, err
+	}
+	ns := st.Nodes[node]
+	if ns == nil || ns.SSHPort == 0 {
+		return Endpoint{}, fmt.Errorf("node %s has no VM (run lab up)", node)
+	}
+	key, _ := filepath.Abs(d.keyFile())
+	kh, _ := filepath.Abs(d.knownHostsFile())
+	return Endpoint{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)), User: lab.SSHUser, KeyFile: key, KnownHosts: kh}, nil
+}
+
+// Dial opens an SSH connection to node as the lab's ssh_user with the
+// lab's key, checking the host key against the lab's known_hosts.
+func (d *Driver) Dial(ctx context.Context, lab *spec.Lab, node string) (*ssh.Client, error) {
+	ep, err := d.Endpoint(lab, node)
+	if err != nil {
+		return nil, err
+	}
+	signer, _, err := ensureKeyPair(d.keyDir())
+	if err != nil {
+		return nil, err
+	}
+	c, err := dial(ctx, ep.Addr, ep.User, signer, tofu(ep.KnownHosts))
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s (%s): %w", node, ep.Addr, err)
+	}
+	return c, nil
+}
+
+// Output runs a shell command on node over SSH and returns its combined
+// stdout and stderr.
+func (d *Driver) Output(ctx context.Context, lab *spec.Lab, node, command string) ([]byte, error) {
+	c, err := d.Dial(ctx, lab, node)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	out, err := run(ctx, c, command)
+	if err != nil {
+		return out, fmt.Errorf("%s: %q: %w", node, command, err)
+	}
+	return out, nil
+}
+
+// SSHConfig renders an OpenSSH client config with one Host entry per
+// running node, for `ssh -F .lab/ssh_config <node>` (written there by Up).
+func (d *Driver) SSHConfig(lab *spec.Lab) (string, error) {
+	st, err := d.load()
+	if err != nil {
+		return "", err
+	}
+	return d.renderSSHConfig(lab, st)
+}
+
+func (d *Driver) renderSSHConfig(lab *spec.Lab, st *state) (string, error) {
+	key, err := filepath.Abs(d.keyFile())
+	if err != nil {
+		return "", err
+	}
+	kh, err := filepath.Abs(d.knownHostsFile())
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# calclab lab %s (qemu provider); use: ssh -F %s <node>\n", lab.Name, filepath.Join(filepath.Dir(kh), "ssh_config"))
+	for _, n := range lab.Nodes {
+		ns := st.Nodes[n.Name]
+		if ns == nil || ns.SSHPort == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\nHost %s\n", n.Name)
+		fmt.Fprintf(&b, "  HostName 127.0.0.1\n  Port %d\n  User %s\n", ns.SSHPort, lab.SSHUser)
+		fmt.Fprintf(&b, "  IdentityFile %s\n  IdentitiesOnly yes\n", quoteSSH(key))
+		fmt.Fprintf(&b, "  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n", quoteSSH(kh))
+		b.WriteString("  LogLevel ERROR\n")
+	}
+	return b.String(), nil
+}
+
+func quoteSSH(p string) string {
+	if strings.ContainsAny(p, " \t\"") {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
+func (d *Driver) writeSSHConfig(lab *spec.Lab, st *state) error {
+	cfg, err := d.renderSSHConfig(lab, st)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(d.sshConfigPath(), []byte(cfg), 0o644)
+}

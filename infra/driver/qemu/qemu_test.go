@@ -1,0 +1,274 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/spec"
+)
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func testLab(t *testing.T, name string) *spec.Lab {
+	t.Helper()
+	y := fmt.Sprintf(`name: %s
+provider: qemu
+network: {cidr: 192.168.56.0/24}
+ssh_user: calclab
+services: {master_port: 5000, slave_port: 6001}
+nodes:
+  - {name: master, role: master, ip: 192.168.56.10, cpus: 1, memory_mb: 768}
+  - {name: slave-1, role: slave, ip: 192.168.56.11, cpus: 1, memory_mb: 768}
+`, name)
+	lab, err := spec.Parse([]byte(y), filepath.Join(repoRoot(t), "lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lab
+}
+
+func TestMAC(t *testing.T) {
+	re := regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`)
+	a, b := MAC("calclab", "master"), MAC("calclab", "slave-1")
+	if !re.MatchString(a) || !re.MatchString(b) {
+		t.Fatalf("MACs %s %s are not 52:54:00:xx:xx:xx", a, b)
+	}
+	if a == b || a != MAC("calclab", "master") || a == MAC("other", "master") {
+		t.Fatalf("MACs not deterministic per lab and node: %s %s", a, b)
+	}
+	lan, nat := assignMACs(testLab(t, "calclab"))
+	seen := map[string]bool{}
+	for _, m := range []map[string]string{lan, nat} {
+		for _, v := range m {
+			if seen[v] {
+				t.Fatalf("MAC %s given twice", v)
+			}
+			seen[v] = true
+		}
+	}
+	if lan["master"] != a {
+		t.Fatalf("lan MAC of master = %s, want MAC() = %s", lan["master"], a)
+	}
+	if p := mcastPort("calclab"); p < 20000 || p >= 30000 {
+		t.Fatalf("mcast port %d", p)
+	}
+}
+
+func TestPickPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().(*net.TCPAddr).Port
+	taken := map[int]bool{}
+	p, err := pickPort(busy, taken)
+	if err != nil || p == busy || !taken[p] {
+		t.Fatalf("pickPort(busy %d) = %d, %v", busy, p, err)
+	}
+	q, err := pickPort(p, taken)
+	if err != nil || q == p {
+		t.Fatalf("pickPort(taken %d) = %d, %v", p, q, err)
+	}
+}
+
+func TestArgsAndSSHConfig(t *testing.T) {
+	lab := testLab(t, "calclab")
+	dir := t.TempDir()
+	d := &Driver{Dir: dir}
+	st := &state{Lab: lab.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
+	ns := &nodeState{Dir: filepath.Join(dir, "master"), Disk: filepath.Join(dir, "master", "disk.qcow2"),
+		Image: Image{Kernel: "/c/k", Initrd: "/c/i"}, MAC: MAC(lab.Name, "master"), NATMAC: "52:54:00:00:00:01",
+		SSHPort: 2220, HTTPPort: 5000, GuestPort: 5000}
+	st.Nodes["master"] = ns
+	args := strings.Join(d.qemuArgs(lab, lab.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
+	for _, want := range []string{
+		"-accel tcg -cpu max", "-m 768 -smp 1", "-kernel /c/k -initrd /c/i",
+		"hostfwd=tcp:127.0.0.1:2220-:22,hostfwd=tcp:127.0.0.1:5000-:5000",
+		"-netdev vde,id=lan,sock=/x/switch", "virtio-net-pci,netdev=lan,mac=" + ns.MAC,
+		"restrict=on", "-daemonize", "-display none",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, args)
+		}
+	}
+	if err := d.save(st); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := d.SSHConfig(lab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Host master\n", "HostName 127.0.0.1", "Port 2220", "User calclab",
+		"IdentityFile " + filepath.Join(dir, "ssh", "id_ed25519"),
+		"UserKnownHostsFile " + filepath.Join(dir, "known_hosts"), "StrictHostKeyChecking accept-new",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("ssh config lacks %q:\n%s", want, cfg)
+		}
+	}
+	if strings.Contains(cfg, "slave-1") {
+		t.Errorf("ssh config names a node without a VM:\n%s", cfg)
+	}
+}
+
+// TestBootOneVM boots a two-node lab (master + slave-1) on real QEMU VMs,
+// checks each VM's static address on the internal switch and that the
+// VMs reach each other over it, then takes the lab down. It needs
+// qemu-system-x86_64, vde_switch and the image of scripts/build-image.sh;
+// under TCG it takes a few minutes (go test -timeout 30m).
+func TestBootOneVM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs: minutes; skipped with -short")
+	}
+	need := func(msg string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, bin := range []string{"qemu-system-x86_64", "qemu-img", "vde_switch"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			need(bin + " not found: apt-get install qemu-system-x86 qemu-utils vde2")
+		}
+	}
+	script := filepath.Join(repoRoot(t), "scripts", "build-image.sh")
+	if err := exec.Command("bash", script, "--print-path").Run(); err != nil {
+		need("VM image not built: run sudo scripts/build-image.sh (apt: debootstrap qemu-utils e2fsprogs)")
+	}
+
+	// Finish (and take the lab down) before go test's own timeout, which
+	// would kill the test without running its cleanup and leave the VMs.
+	budget := 25 * time.Minute
+	if dl, ok := t.Deadline(); ok {
+		budget = time.Until(dl) - time.Minute
+		if budget < 14*time.Minute {
+			need(fmt.Sprintf("booting VMs under TCG needs more time than this test run has (%s): go test -timeout 30m -run TestBootOneVM ./infra/driver/qemu", time.Until(dl).Round(time.Second)))
+		}
+	}
+	lab := testLab(t, fmt.Sprintf("qt%d", os.Getpid()%100000))
+	dir := filepath.Join(t.TempDir(), ".lab")
+	d := &Driver{Dir: dir, BootTimeout: budget - 3*time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	t.Cleanup(func() { _ = d.Down(context.Background(), lab) })
+
+	t0 := time.Now()
+	err := d.Up(ctx, lab, func(s driver.Step) {
+		switch {
+		case s.Err != nil:
+			t.Logf("%-8s %-10s FAILED after %s: %v (%s)", s.Node, s.Step, s.Elapsed.Round(time.Millisecond), s.Err, s.Hint)
+		case s.Done:
+			t.Logf("%-8s %-10s ok %8s  %s", s.Node, s.Step, s.Elapsed.Round(time.Millisecond), s.Hint)
+		}
+	})
+	if err != nil {
+		for _, n := range lab.Nodes {
+			t.Logf("%s console (tail):\n%s", n.Name, tail(filepath.Join(dir, n.Name, "console.log"), 40))
+		}
+		t.Fatalf("up: %v", err)
+	}
+	t.Logf("lab up in %s", time.Since(t0).Round(time.Second))
+
+	nodes, err := d.Nodes(ctx, lab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if !n.Running || n.PID == 0 || !strings.HasPrefix(n.URL, "http://127.0.0.1:") {
+			t.Errorf("node %+v: want running with a loopback URL", n)
+		}
+	}
+
+	// Up again converges: nothing restarts.
+	var restarted []string
+	if err := d.Up(ctx, lab, func(s driver.Step) {
+		if s.Done && s.Step != "boot" {
+			restarted = append(restarted, s.Node+"/"+s.Step)
+		}
+	}); err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	if len(restarted) > 0 {
+		t.Errorf("second up redid steps %v", restarted)
+	}
+
+	for i, n := range lab.Nodes {
+		other := lab.Nodes[1-i]
+		out, err := d.Output(ctx, lab, n.Name, "ip -4 -o addr show")
+		if err != nil {
+			t.Fatalf("%s: ip addr: %v\n%s", n.Name, err, out)
+		}
+		t.Logf("%s: ip -4 -o addr:\n%s", n.Name, out)
+		if !bytes.Contains(out, []byte("inet "+n.IP+"/24")) {
+			t.Errorf("%s: no %s/24 on any NIC", n.Name, n.IP)
+		}
+		// The static address is on the lan NIC (the one with MAC()).
+		link, err := d.Output(ctx, lab, n.Name, fmt.Sprintf("ip -o link | grep -i %s | cut -d: -f2", MAC(lab.Name, n.Name)))
+		if err != nil || len(bytes.TrimSpace(link)) == 0 {
+			t.Fatalf("%s: no NIC with MAC %s: %v %s", n.Name, MAC(lab.Name, n.Name), err, link)
+		}
+		ifname := string(bytes.TrimSpace(link))
+		if !regexp.MustCompile(`\d+: ` + regexp.QuoteMeta(ifname) + `\s+inet ` + regexp.QuoteMeta(n.IP) + `/24`).Match(out) {
+			t.Errorf("%s: %s is not on the lan NIC %s", n.Name, n.IP, ifname)
+		}
+		ping, err := d.Output(ctx, lab, n.Name, "ping -c 3 -W 5 "+other.IP)
+		if err != nil {
+			t.Errorf("%s: ping %s over the internal switch: %v\n%s", n.Name, other.IP, err, ping)
+		} else {
+			t.Logf("%s: ping %s: %s", n.Name, other.IP, lastLine(string(ping)))
+		}
+	}
+
+	cfg, err := d.SSHConfig(lab)
+	if err != nil || !strings.Contains(cfg, "Host slave-1") {
+		t.Errorf("ssh config: %v\n%s", err, cfg)
+	}
+	if ssh, err := exec.LookPath("ssh"); err == nil {
+		out, err := exec.CommandContext(ctx, ssh, "-F", filepath.Join(dir, "ssh_config"), "slave-1", "--", "hostname").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "slave-1" {
+			t.Errorf("ssh -F .lab/ssh_config slave-1 hostname: %v %q", err, out)
+		}
+	}
+
+	var pids []int
+	for _, n := range nodes {
+		pids = append(pids, n.PID)
+	}
+	if err := d.Down(ctx, lab); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	for _, pid := range pids {
+		if procAlive(pid, "qemu-system-x86_64", dir) {
+			t.Errorf("qemu pid %d still runs after down", pid)
+		}
+	}
+	if out, _ := exec.Command("pgrep", "-af", dir).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("processes of the lab still run after down:\n%s", out)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		left, _ := filepath.Glob(filepath.Join(dir, "*"))
+		t.Errorf("lab files remain after down: %v", left)
+	}
+	if err := d.Down(ctx, lab); err != nil {
+		t.Errorf("second down: %v", err)
+	}
+}
