@@ -3,6 +3,7 @@ package calc
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 
@@ -91,11 +92,33 @@ func (e *Expr) Eval() (float64, error) {
 }
 
 // Eval checks, compiles and evaluates expr in one go; it is equivalent to
-// Compile followed by Expr.Eval, without keeping the compiled form.
+// Compile followed by Expr.Eval (same result to the bit, same errors), without
+// keeping the compiled form. It keeps the compiled form of the expression's
+// SHAPE instead, the expression with its numbers replaced by parameters, in a
+// bounded cache (see SetCacheSize), so that evaluating many expressions that
+// differ only in their numbers compiles once.
 func Eval(expr string, lim Limits) (float64, error) {
+	lim = lim.normalized()
+	c := shapes.Load()
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	if c == nil {
+		sc.stripe.misses.Add(1)
+		return evalConst(expr, lim, sc)
+	}
+	return sc.evalShape(c, expr, lim)
+}
+
+// evalUncached is Eval without the shape cache: it compiles expr with its
+// literals as constants, like Compile.
+func evalUncached(expr string, lim Limits) (float64, error) {
 	lim = lim.normalized()
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
+	return evalConst(expr, lim, sc)
+}
+
+func evalConst(expr string, lim Limits, sc *scratch) (float64, error) {
 	ge, risky, err := compile(expr, lim, false, sc)
 	if err != nil {
 		return 0, err
@@ -103,16 +126,20 @@ func Eval(expr string, lim Limits) (float64, error) {
 	return evaluate(ge, expr, lim, risky)
 }
 
-// scratch holds the AST and token buffers of a one-shot Eval, so that they
-// can be reused: once Eval has its result, neither govaluate nor this package
-// references them any more (govaluate's stages capture token values, not the
-// token slice).
+// scratch holds the buffers of a one-shot Eval, so that they can be reused:
+// once Eval has its result, neither govaluate nor this package references
+// them any more (govaluate's stages capture token values, not the token
+// slice; a cached compiled shape gets its own copy of the tokens).
 type scratch struct {
-	nodes []node
-	toks  []govaluate.ExpressionToken
+	nodes  []node
+	toks   []govaluate.ExpressionToken
+	key    []byte        // shape key (see cache.go)
+	params literalParams // literal values, by parameter index
+	pos    []int32       // byte offsets of "/", "%" and "**", by position index
+	stripe *statStripe
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+var scratchPool = sync.Pool{New: func() any { return &scratch{stripe: newStatStripe()} }}
 
 // maxPooled bounds the buffers kept in the pool (in elements).
 const maxPooled = 1024
@@ -126,11 +153,88 @@ func (sc *scratch) release() {
 	scratchPool.Put(sc)
 }
 
+// evalShape is Eval with the shape cache c.
+func (sc *scratch) evalShape(c *shapeCache, expr string, lim Limits) (v float64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = 0, newError(ErrInternal, -1, "internal error: panic while evaluating: %v", r)
+		}
+	}()
+	p := parser{src: expr, lim: lim, build: true, nodes: sc.nodes[:0]}
+	root := p.parse()
+	sc.nodes = p.nodes
+	if p.err != nil {
+		return 0, p.err
+	}
+	if len(p.nodes) > maxShapeNodes {
+		sc.stripe.misses.Add(1)
+		ge, risky, err := compileAST(p.nodes, root, p.tokenBound(), false, false, sc)
+		if err != nil {
+			return 0, err
+		}
+		return evaluate(ge, expr, lim, risky)
+	}
+	sc.shape(p.nodes, root)
+	e, err := sc.compiled(c, p.nodes, root, p.tokenBound(), false)
+	if err != nil {
+		return 0, err
+	}
+	res, err := e.ge.Eval(&sc.params)
+	if err != nil {
+		return 0, sc.asError(err)
+	}
+	f, rerr := result(res)
+	if rerr == nil {
+		return f, nil
+	}
+	if !e.risky || rerr.Kind != ErrNonFinite {
+		return 0, rerr
+	}
+	// Some division, modulo or power was evaluated without a guard; run the
+	// expression again with all of them guarded (see evaluate).
+	sc.key[0] = keyGuardAll
+	if g, cerr := sc.compiled(c, p.nodes, root, p.tokenBound(), true); cerr == nil {
+		if _, gerr := g.ge.Eval(&sc.params); gerr != nil {
+			if e := sc.asError(gerr); e.Kind == ErrDivByZero {
+				return 0, e
+			}
+		}
+	}
+	return 0, rerr
+}
+
+// compiled returns the cache entry for the shape in sc.key, compiling and
+// inserting it on a miss.
+func (sc *scratch) compiled(c *shapeCache, nodes []node, root int32, tokenBound int, guardAll bool) (*shapeEntry, error) {
+	e, h := c.lookup(sc.key)
+	if e != nil {
+		sc.stripe.hits.Add(1)
+		return e, nil
+	}
+	sc.stripe.misses.Add(1)
+	ge, risky, err := compileAST(nodes, root, tokenBound, guardAll, true, sc)
+	if err != nil {
+		return nil, err
+	}
+	e = &shapeEntry{key: string(sc.key), hash: h, ge: ge, cost: len(sc.toks), risky: risky}
+	c.insert(e)
+	return e, nil
+}
+
+// asError is asError, and also resolves the position index of a guard
+// compiled in params mode with sc.pos.
+func (sc *scratch) asError(err error) *Error {
+	if g, ok := err.(*guardError); ok && int(g.ord) < len(sc.pos) {
+		return divByZeroError(g.op, int(sc.pos[g.ord]))
+	}
+	return asError(err)
+}
+
 // compile parses expr (lim already normalized), emits govaluate tokens and
-// builds the govaluate expression. risky reports whether some operation that
-// might divide by zero was left unguarded (see emitter.guarded). With a
-// non-nil sc the buffers come from (and are stored back to) sc; the result
-// must then not outlive sc's next use.
+// builds the govaluate expression, with literals as constants. risky reports
+// whether some operation that might divide by zero was left unguarded (see
+// emitter.guarded). With a non-nil sc the buffers come from (and are stored
+// back to) sc; the result must then not outlive sc's next use.
 func compile(expr string, lim Limits, guardAll bool, sc *scratch) (ge *govaluate.EvaluableExpression, risky bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -152,13 +256,30 @@ func compile(expr string, lim Limits, guardAll bool, sc *scratch) (ge *govaluate
 	if p.err != nil {
 		return nil, false, p.err
 	}
+	return compileAST(p.nodes, root, p.tokenBound(), guardAll, false, sc)
+}
+
+// compileAST emits govaluate tokens for the AST rooted at root and builds the
+// govaluate expression; with params set, literals become parameters (see
+// emitter) and the result does not use sc's buffers.
+func compileAST(nodes []node, root int32, tokenBound int, guardAll, params bool, sc *scratch) (ge *govaluate.EvaluableExpression, risky bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ge, risky, err = nil, false, newError(ErrInternal, -1, "internal error: panic while compiling: %v", r)
+		}
+	}()
 	var buf []govaluate.ExpressionToken
 	if sc != nil {
 		buf = sc.toks[:0]
 	}
-	toks, risky := tokens(p.nodes, root, buf, p.tokenBound(), guardAll)
+	toks, risky := tokens(nodes, root, buf, tokenBound, guardAll, params)
 	if sc != nil {
 		sc.toks = toks
+		if params {
+			// govaluate keeps the token slice; a cached expression must
+			// not keep a pooled buffer.
+			toks = slices.Clone(toks)
+		}
 	}
 	ge, err = govaluate.NewEvaluableExpressionFromTokens(toks)
 	if err != nil {
@@ -178,24 +299,35 @@ func evaluate(ge *govaluate.EvaluableExpression, src string, lim Limits, risky b
 	if err != nil {
 		return 0, asError(err)
 	}
+	f, rerr := result(res)
+	if rerr == nil {
+		return f, nil
+	}
+	if !risky || rerr.Kind != ErrNonFinite {
+		return 0, rerr
+	}
+	// Some division, modulo or power was evaluated without a guard; run the
+	// expression again with all of them guarded to tell a division by zero
+	// from an overflow. This only happens on the error path.
+	if gg, _, cerr := compile(src, lim, true, nil); cerr == nil {
+		if _, gerr := gg.Eval(nil); gerr != nil {
+			if e := asError(gerr); e.Kind == ErrDivByZero {
+				return 0, e
+			}
+		}
+	}
+	return 0, rerr
+}
+
+// result turns what govaluate returned into a finite float64 or an *Error
+// (ErrNonFinite, or ErrInternal for a result that is not a float64).
+func result(res any) (float64, *Error) {
 	f, ok := res.(float64)
 	if !ok {
 		return 0, newError(ErrInternal, -1, "internal error: govaluate returned %T, not float64", res)
 	}
 	if !math.IsInf(f, 0) && !math.IsNaN(f) {
 		return f, nil
-	}
-	if risky {
-		// Some division, modulo or power was evaluated without a guard; run
-		// the expression again with all of them guarded to tell a division by
-		// zero from an overflow. This only happens on the error path.
-		if gg, _, cerr := compile(src, lim, true, nil); cerr == nil {
-			if _, gerr := gg.Eval(nil); gerr != nil {
-				if e := asError(gerr); e.Kind == ErrDivByZero {
-					return 0, e
-				}
-			}
-		}
 	}
 	if math.IsNaN(f) {
 		return 0, &Error{Kind: ErrNonFinite, Pos: -1, Msg: "result is not a number (NaN): undefined operation, e.g. a negative number raised to a fractional power, or an overflowed intermediate value"}

@@ -619,6 +619,16 @@ func compareWithReference(t *testing.T, expr string) {
 		t.Fatalf("Eval(%q): %v", expr, err)
 	}
 
+	// the shape cache changes nothing, to the bit (the second Eval finds
+	// the shape compiled, possibly by another expression of that shape)
+	want0, wantErr0 := evalUncached(expr, DefaultLimits)
+	if !sameResult(got, err, want0, wantErr0) {
+		t.Fatalf("%q: Eval = %v, %v; without the shape cache %v, %v", expr, got, err, want0, wantErr0)
+	}
+	if got1, err1 := Eval(expr, DefaultLimits); !sameResult(got1, err1, want0, wantErr0) {
+		t.Fatalf("%q: second Eval = %v, %v; without the shape cache %v, %v", expr, got1, err1, want0, wantErr0)
+	}
+
 	// master and slave agree
 	checkErr := Check(expr, DefaultLimits)
 	compiled, compileErr := Compile(expr, DefaultLimits)
@@ -663,9 +673,11 @@ func TestTokenBound(t *testing.T) {
 			if p.err != nil {
 				break
 			}
-			toks, _ := tokens(p.nodes, root, nil, 0, guardAll)
-			if len(toks) > p.tokenBound() {
-				t.Fatalf("%q (guardAll %v): %d tokens, bound %d", expr, guardAll, len(toks), p.tokenBound())
+			for _, params := range []bool{false, true} {
+				toks, _ := tokens(p.nodes, root, nil, 0, guardAll, params)
+				if len(toks) > p.tokenBound() {
+					t.Fatalf("%q (guardAll %v, params %v): %d tokens, bound %d", expr, guardAll, params, len(toks), p.tokenBound())
+				}
 			}
 		}
 	}

@@ -21,10 +21,17 @@ import (
 //   - guards operations that might divide by zero (see guarded below) with a
 //     FUNCTION token, because IEEE 754 would otherwise turn them into ±Inf or
 //     NaN that a later operation can hide (1/(1/0) = 0, (0/0)**0 = 1).
+//
+// With params set (the shape cache, see cache.go) the output depends only on
+// the expression's shape key: every literal becomes a VARIABLE named after
+// its parameter index (node.ord), to be bound by literalParams, and a guard
+// reports a division by zero as a *guardError naming the operation's position
+// index instead of the position itself. scratch.shape must have set node.ord.
 type emitter struct {
 	nodes    []node
 	out      []govaluate.ExpressionToken
 	guardAll bool // guard every risky operation, not only masked ones
+	params   bool // emit literals as parameters (see above)
 	risky    bool // some risky operation was left unguarded
 }
 
@@ -115,6 +122,10 @@ func (e *emitter) emit(i int32, masked bool) {
 	n := &e.nodes[i]
 	switch n.op {
 	case nNum:
+		if e.params {
+			e.put(govaluate.VARIABLE, paramNames[n.ord])
+			return
+		}
 		e.put(govaluate.NUMERIC, boxFloat(n.val))
 	case nNeg:
 		e.put(govaluate.NUMERIC, boxFloat(-1))
@@ -161,16 +172,15 @@ func (e *emitter) emit(i int32, masked bool) {
 // divGuard returns a govaluate function that passes its argument (a divisor)
 // through unless it is zero.
 func (e *emitter) divGuard(n *node) any {
-	pos := int(n.pos)
-	what := ""
-	if n.op == nMod {
-		what = " (modulo)"
-	}
+	op, pos, fail := n.op, int(n.pos), e.guardFailure(n)
 	return govaluate.ExpressionFunction(func(args ...any) (any, error) {
 		if len(args) == 1 {
 			if d, ok := args[0].(float64); ok {
 				if d == 0 {
-					return nil, newError(ErrDivByZero, pos, "division by zero%s at position %d", what, pos)
+					if fail != nil {
+						return nil, fail
+					}
+					return nil, divByZeroError(op, pos)
 				}
 				return args[0], nil
 			}
@@ -182,20 +192,55 @@ func (e *emitter) divGuard(n *node) any {
 // powGuard returns a govaluate function computing math.Pow(base, exp) that
 // fails when base is zero and exp is negative.
 func (e *emitter) powGuard(n *node) any {
-	pos := int(n.pos)
+	pos, fail := int(n.pos), e.guardFailure(n)
 	return govaluate.ExpressionFunction(func(args ...any) (any, error) {
 		if len(args) == 2 {
 			b, ok1 := args[0].(float64)
 			x, ok2 := args[1].(float64)
 			if ok1 && ok2 {
 				if b == 0 && x < 0 {
-					return nil, newError(ErrDivByZero, pos, "division by zero (zero raised to a negative power) at position %d", pos)
+					if fail != nil {
+						return nil, fail
+					}
+					return nil, divByZeroError(nPow, pos)
 				}
 				return math.Pow(b, x), nil
 			}
 		}
 		return nil, newError(ErrInternal, pos, "internal error: bad power guard arguments %v", args)
 	})
+}
+
+// guardFailure returns the error a guard of node n returns in params mode (a
+// single immutable value, so a failing guard does not allocate), or nil.
+func (e *emitter) guardFailure(n *node) *guardError {
+	if !e.params {
+		return nil
+	}
+	return &guardError{op: n.op, ord: n.ord}
+}
+
+// guardError is what a guard compiled in params mode returns: a division by
+// zero at the operation with position index ord. The evaluator turns it into
+// the *Error divByZeroError makes, with the position taken from the
+// expression being evaluated. It never reaches the caller.
+type guardError struct {
+	op  nodeOp
+	ord int32
+}
+
+func (g *guardError) Error() string { return "division by zero (position index unresolved)" }
+
+// divByZeroError is the error for a division or modulo by zero (or zero
+// raised to a negative power, op nPow) at byte offset pos.
+func divByZeroError(op nodeOp, pos int) *Error {
+	switch op {
+	case nMod:
+		return newError(ErrDivByZero, pos, "division by zero (modulo) at position %d", pos)
+	case nPow:
+		return newError(ErrDivByZero, pos, "division by zero (zero raised to a negative power) at position %d", pos)
+	}
+	return newError(ErrDivByZero, pos, "division by zero at position %d", pos)
 }
 
 // boxedInts holds pre-boxed float64 values for small integers, so that the
@@ -217,12 +262,13 @@ func boxFloat(v float64) any {
 }
 
 // tokens appends the govaluate token stream for the AST rooted at root to
-// buf (which must be empty), growing it to capHint first if needed.
-func tokens(nodes []node, root int32, buf []govaluate.ExpressionToken, capHint int, guardAll bool) ([]govaluate.ExpressionToken, bool) {
+// buf (which must be empty), growing it to capHint first if needed. With
+// params set, literals become parameters (see emitter).
+func tokens(nodes []node, root int32, buf []govaluate.ExpressionToken, capHint int, guardAll, params bool) ([]govaluate.ExpressionToken, bool) {
 	if cap(buf) < capHint {
 		buf = make([]govaluate.ExpressionToken, 0, capHint)
 	}
-	e := emitter{nodes: nodes, guardAll: guardAll, out: buf}
+	e := emitter{nodes: nodes, guardAll: guardAll, params: params, out: buf}
 	e.emit(root, false)
 	return e.out, e.risky
 }

@@ -49,6 +49,7 @@ type node struct {
 	op   nodeOp
 	l, r int32 // children; nNeg uses l only
 	pos  int32 // byte offset of the operator (for error messages)
+	ord  int32 // set by scratch.shape: parameter index (nNum) or position index (nDiv, nMod, nPow)
 	val  float64
 }
 

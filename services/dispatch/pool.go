@@ -567,7 +567,7 @@ func (p *Pool) DoWith(ctx context.Context, pol balancer.Policy, key string, fn A
 			return last, try, fmt.Errorf("%w after %d tries, last error: %w", ctx.Err(), try, err)
 		default:
 			p.release(s, outcomeFailed, lat)
-			p.cfg.Logger.Warn("job failed on slave, retrying elsewhere", "slave", s.id, "try", try, "err", err)
+			p.cfg.Logger.WarnContext(ctx, "job failed on slave, retrying elsewhere", "slave", s.id, "try", try, "err", err)
 			lastErr, exclude = err, s.id
 		}
 	}

@@ -95,7 +95,7 @@ func New(logger *slog.Logger, m *Metrics) *echo.Echo {
 			start := time.Now()
 			defer func() {
 				if r := recover(); r != nil {
-					logger.Error("panic in handler", "request_id", id, "path", req.URL.Path, "panic", fmt.Sprint(r))
+					logger.ErrorContext(c.Request().Context(), "panic in handler", "path", req.URL.Path, "panic", fmt.Sprint(r))
 					err = Errorf(http.StatusInternalServerError, "internal error (request id %s)", id)
 				}
 				if err != nil {
@@ -118,7 +118,7 @@ func New(logger *slog.Logger, m *Metrics) *echo.Echo {
 					lvl = slog.LevelWarn
 				}
 				if logger.Enabled(req.Context(), lvl) {
-					logger.Log(req.Context(), lvl, "request", "request_id", id, "method", req.Method, "path", req.URL.Path, "code", code, "duration", time.Since(start))
+					logger.Log(c.Request().Context(), lvl, "request", "method", req.Method, "path", req.URL.Path, "code", code, "duration", time.Since(start))
 				}
 			}()
 			return next(c)
@@ -153,7 +153,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			code = sc.StatusCode()
 			body.Error = http.StatusText(code)
 		default:
-			logger.Error("request failed", "request_id", RequestID(c.Request().Context()), "err", err)
+			logger.ErrorContext(c.Request().Context(), "request failed", "err", err)
 		}
 		switch code {
 		case http.StatusNotFound:
@@ -249,4 +249,28 @@ func Client(dialControl func(network, address string) error) *http.Client {
 		ForceAttemptHTTP2:   false,
 	}
 	return &http.Client{Transport: tr}
+}
+
+// contextHandler adds the request id carried by a record's context to the
+// record, so any log call made with a request's (or a task's) context names
+// it: master and slave log the same id for one task.
+type contextHandler struct{ slog.Handler }
+
+// ContextHandler wraps h so that records logged with a context that
+// carries a request id get a request_id attribute.
+func ContextHandler(h slog.Handler) slog.Handler { return contextHandler{h} }
+
+func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return contextHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{h.Handler.WithGroup(name)}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"regexp"
@@ -269,6 +270,11 @@ func (s *Server) run(t api.Task, j job) {
 		}
 	})
 	s.tasks.WithLabelValues(final.Status).Inc()
+	lvl := slog.LevelDebug
+	if final.Status == api.StatusFailed && !strings.HasPrefix(final.Error, "evaluation failed") {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(ctx, lvl, "task finished", "task", t.ID, "status", final.Status, "slave", final.Slave, "attempts", final.Attempts, "error", final.Error)
 }
 
 // compute sends one task to one slave. A transport error or a 5xx reply is

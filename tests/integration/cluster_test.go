@@ -390,3 +390,39 @@ func TestAsyncTaskSurvivesSlaveLoss(t *testing.T) {
 		t.Fatalf("task accepted while its slave was dead: %+v; want completed on slave-1b", task)
 	}
 }
+
+// TestRequestIDFollowsTheTask: the id a client sends appears in the
+// master's log line for the task and in the slave's log line for the call.
+func TestRequestIDFollowsTheTask(t *testing.T) {
+	m := startMaster(t, t.TempDir(), "--log-level", "debug")
+	s := startSlave(t, m.URL, "slave-1", "--log-level", "debug")
+	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+	req, _ := http.NewRequest(http.MethodPost, m.URL+"/submit-task", strings.NewReader(`{"payload": "1 + 2"}`))
+	req.Header.Set(api.HeaderRequestID, "trace-me-4242")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Header.Get(api.HeaderRequestID) != "trace-me-4242" {
+		t.Fatalf("reply request id %q", res.Header.Get(api.HeaderRequestID))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m.mu.Lock()
+		ml := m.log.String()
+		m.mu.Unlock()
+		s.mu.Lock()
+		sl := s.log.String()
+		s.mu.Unlock()
+		inMaster := strings.Contains(ml, `msg="task finished"`) && strings.Contains(ml, "request_id=trace-me-4242")
+		inSlave := strings.Contains(sl, "path=/compute") && strings.Contains(sl, "request_id=trace-me-4242")
+		if inMaster && inSlave {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request id not in both logs (master %v, slave %v)", inMaster, inSlave)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
