@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -97,6 +98,27 @@ func (s *Slave) tile(c *echo.Context) error {
 	return c.Blob(http.StatusOK, "image/png", buf.Bytes())
 }
 
+// seedNames maps the renderer's field names to the seed call's.
+var seedNames = map[string]string{
+	"max_iter": "max_iteration", "x0": "start_position_x", "y0": "start_position_y", "step": "quantize_length",
+}
+
+// seedFieldNames rewrites a validation error in the seed call's own
+// parameter names, which are the ones its user sent.
+func seedFieldNames(err error) error {
+	var e *httpserve.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	if seed, ok := seedNames[e.Body.Field]; ok {
+		out := *e
+		out.Body.Error = strings.Replace(e.Body.Error, e.Body.Field+":", seed+":", 1)
+		out.Body.Field = seed
+		return &out
+	}
+	return err
+}
+
 // seedTile serves the seed worker's call unchanged:
 // GET /?max_iteration=30&start_position_x=-1.5&start_position_y=1.5&quantize_length=0.3
 // answers {"image": "<base64 PNG>"} for a 50x50 tile.
@@ -110,7 +132,7 @@ func (s *Slave) seedTile(c *echo.Context) error {
 	c.Response().Header().Set("Access-Control-Allow-Origin", "*")
 	t, pix, _, err := s.renderTile(c)
 	if err != nil {
-		return err
+		return seedFieldNames(err)
 	}
 	var buf bytes.Buffer
 	if err := mandel.EncodePNG(&buf, rgba(pix, t.Width, t.Height)); err != nil {
