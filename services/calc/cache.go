@@ -33,17 +33,19 @@ package calc
 //
 // The cache is a set-associative table of atomic pointers to immutable
 // entries: a lookup hashes the key (hash/maphash, randomly seeded), picks one
-// set of up to 8 slots and compares full keys, so it takes no lock and writes
-// nothing shared (a hit sets the entry's reference bit only if it is clear).
-// A miss compiles outside any lock and stores the entry into its set with
-// CLOCK (second chance) replacement: the scan starts at a random slot, takes
-// a free slot or an entry not referenced since the last scan, and clears the
-// reference bits it passes. So an entry that is used between two insertions
-// into its set survives, and a flood of distinct shapes mostly evicts its own
-// entries. At most CacheSize entries exist, each for an expression of at most
-// maxShapeNodes nodes; larger expressions are compiled with constants as
-// before (their compile time is also proportionally smaller next to their
-// evaluation time).
+// set of up to 8 slots and compares full keys (so a hash collision cannot
+// return the wrong entry); it takes no lock and writes nothing shared, apart
+// from setting the entry's reference bit if it is clear. A miss first goes
+// through a doorkeeper (see admit): a shape is compiled for the cache only at
+// its second miss, the first is compiled with constants as without the cache.
+// Admitted shapes are compiled outside any lock and inserted under the set's
+// mutex with CLOCK (second chance) replacement: the set's hand evicts the
+// first entry not used since the hand last passed it, clearing the reference
+// bits on its way, until the set has a free slot and its cost budget (see
+// setBudget) has room. So an entry used between two passes of the hand
+// survives, a flood of shapes that each come once inserts nothing, and the
+// cache never holds more than CacheSize entries nor more than setBudget
+// tokens (32 per slot) per set.
 
 import (
 	"hash/maphash"
@@ -192,6 +194,7 @@ type shapeCache struct {
 	ways  int
 	sets  []cacheSet
 	slots []atomic.Pointer[shapeEntry] // set i is slots[i*ways : (i+1)*ways]
+	seen  []atomic.Uint64              // doorkeeper: hashes of shapes seen once (see admit)
 }
 
 // shapes is the cache Eval uses; nil when disabled.
@@ -210,14 +213,17 @@ func init() { SetCacheSize(DefaultCacheSize) }
 // shape on average (about 4 KiB; a short expression such as "4 * (2 + 3) -
 // 7 / 2" is 11 tokens, about 1.5 KiB), so 16 MiB at most with the default
 // size, and never caches an expression of more than 128 numbers, operators
-// and unary minus signs or 256 tokens.
+// and unary minus signs or 256 tokens. A shape is cached the second time it
+// misses the cache, so shapes that come only once do not displace others.
 //
-// SetCacheSize is safe to call concurrently with Eval, but meant for start-up.
+// Sizes above 1<<24 count as 1<<24. SetCacheSize is safe to call
+// concurrently with Eval, but meant for start-up.
 func SetCacheSize(n int) {
 	if n <= 0 {
 		shapes.Store(nil)
 		return
 	}
+	n = min(n, 1<<24)
 	ways := min(n, cacheWays)
 	sets := n / ways
 	shapes.Store(&shapeCache{
@@ -225,7 +231,26 @@ func SetCacheSize(n int) {
 		ways:  ways,
 		sets:  make([]cacheSet, sets),
 		slots: make([]atomic.Pointer[shapeEntry], sets*ways),
+		seen:  make([]atomic.Uint64, 2*sets*ways),
 	})
+}
+
+// admit reports whether a shape (by its hash h) that missed the cache should
+// be compiled for the cache: only when it missed recently already. The first
+// miss only records h in a direct-mapped table of recently missed hashes, and
+// Eval compiles the expression with constants, as without the cache. So a
+// stream of shapes that each come once (an adversary, or just a varied
+// workload) neither evicts anything nor costs more than the cache lookup,
+// while a shape that repeats is cached at its second miss. (A hash that
+// meets another in the table is at worst admitted early or recorded anew.)
+func (c *shapeCache) admit(h uint64) bool {
+	s := &c.seen[(h&0xffffffff)%uint64(len(c.seen))] // set uses the high bits
+	if s.Load() == h {
+		s.Store(0)
+		return true
+	}
+	s.Store(h)
+	return false
 }
 
 // setBudget is the maximum total cost of the entries of one set (of up to
@@ -325,11 +350,11 @@ func newStatStripe() *statStripe { return &stats[nextStripe.Add(1)%uint32(len(st
 
 // CacheStats returns how many times Eval found an expression's shape compiled
 // in the cache (hits) and how many times it had to compile one with govaluate
-// (misses: shapes not cached yet, expressions too large to cache, or any
-// Eval while the cache is disabled). The re-evaluation that tells a division
-// by zero from an overflow (see the package documentation) counts as well.
-// The counters are cumulative over the process's lifetime; SetCacheSize does
-// not reset them.
+// (misses: new shapes, a shape's first two occurrences, expressions too large
+// to cache, and every Eval while the cache is disabled). Eval looks up one
+// shape, plus a second one when the result is not finite and a division by
+// zero might be the cause (see the package documentation). The counters are
+// cumulative over the process's lifetime; SetCacheSize does not reset them.
 func CacheStats() (hits, misses uint64) {
 	for i := range stats {
 		hits += stats[i].hits.Load()

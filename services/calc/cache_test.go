@@ -66,13 +66,14 @@ func sameResult(v1 float64, err1 error, v2 float64, err2 error) bool {
 	return *e1 == *e2
 }
 
-// checkCachedMatchesUncached evaluates expr through the cache (twice, so that
-// the second one is a hit unless the first compiled a different shape), and
-// without it, and compares bit for bit.
+// checkCachedMatchesUncached evaluates expr through the cache three times
+// (so that, if its shape is new, the first compiles it with constants, the
+// second for the cache, and the third finds it), and without the cache, and
+// compares bit for bit.
 func checkCachedMatchesUncached(t *testing.T, expr string) {
 	t.Helper()
 	want, wantErr := evalUncached(expr, DefaultLimits)
-	for i := range 2 {
+	for i := range 3 {
 		got, err := Eval(expr, DefaultLimits)
 		if !sameResult(got, err, want, wantErr) {
 			t.Fatalf("%q (try %d): cached Eval = %v (bits %#x), %v; uncached = %v (bits %#x), %v",
@@ -289,17 +290,19 @@ func TestCacheBounded(t *testing.T) {
 		size  int
 		shape func(int) string
 		n     int
+		twice bool // evaluate each shape twice, which caches it
 	}{
-		{DefaultCacheSize, distinctShape, 100000},
-		{DefaultCacheSize, bigShape, 20000},
-		{100, distinctShape, 100000},
-		{8, distinctShape, 10000},
-		{3, distinctShape, 10000},
-		{1, distinctShape, 10000},
+		{DefaultCacheSize, distinctShape, 100000, false},
+		{DefaultCacheSize, distinctShape, 100000, true},
+		{DefaultCacheSize, bigShape, 20000, true},
+		{100, distinctShape, 100000, true},
+		{8, distinctShape, 10000, true},
+		{3, distinctShape, 10000, true},
+		{1, distinctShape, 10000, true},
 	} {
 		p := parser{src: tc.shape(0), lim: DefaultLimits.normalized(), build: true}
 		p.parse()
-		t.Run(fmt.Sprintf("%d/%d-nodes", tc.size, len(p.nodes)), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d/%d-nodes/twice=%v", tc.size, len(p.nodes), tc.twice), func(t *testing.T) {
 			withCacheSize(t, tc.size)
 			c := shapes.Load()
 			maxCost := max(tc.size/cacheWays, 1) * setBudget
@@ -326,6 +329,12 @@ func TestCacheBounded(t *testing.T) {
 				if !sameResult(got, err, want, wantErr) {
 					t.Fatalf("%q: %v, %v; want %v, %v", expr, got, err, want, wantErr)
 				}
+				if tc.twice {
+					got, err := Eval(expr, DefaultLimits)
+					if !sameResult(got, err, want, wantErr) {
+						t.Fatalf("%q again: %v, %v; want %v, %v", expr, got, err, want, wantErr)
+					}
+				}
 				if i%10 == 0 {
 					_, m := CacheStats()
 					if v, err := Eval(hot, DefaultLimits); v != 16.5 || err != nil {
@@ -351,6 +360,9 @@ func TestCacheBounded(t *testing.T) {
 			if tc.size >= 100 && hotMisses > n/10/50 {
 				t.Errorf("the hot shape missed %d times of %d under a flood of distinct shapes", hotMisses, n/10)
 			}
+			if !tc.twice && entries > 2 {
+				t.Errorf("shapes seen once were cached: %d entries", entries)
+			}
 			// about 150 bytes per token; allow a generous margin
 			if limit := int64(maxCost)*200 + 4<<20; grow > limit {
 				t.Errorf("heap grew by %d KiB, limit %d KiB", grow>>10, limit>>10)
@@ -366,8 +378,8 @@ func TestCacheDisabled(t *testing.T) {
 		checkCachedMatchesUncached(t, expr)
 	}
 	h1, m1 := CacheStats()
-	if h1 != h0 || m1-m0 != 6 {
-		t.Errorf("disabled cache: hits +%d, misses +%d; want +0, +6", h1-h0, m1-m0)
+	if h1 != h0 || m1-m0 != 9 {
+		t.Errorf("disabled cache: hits +%d, misses +%d; want +0, +9", h1-h0, m1-m0)
 	}
 }
 
@@ -379,18 +391,19 @@ func TestCacheStats(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if h, m := CacheStats(); h-h0 != 9 || m-m0 != 1 {
-		t.Errorf("hits +%d, misses +%d; want +9, +1", h-h0, m-m0)
+	// The first miss only records the shape, the second caches it.
+	if h, m := CacheStats(); h-h0 != 8 || m-m0 != 2 {
+		t.Errorf("hits +%d, misses +%d; want +8, +2", h-h0, m-m0)
 	}
 	// The re-evaluation of a non-finite result looks up a second shape.
 	h0, m0 = CacheStats()
-	for _, expr := range []string{"2 / 0", "3 / 0", "4 / 0"} {
+	for _, expr := range []string{"2 / 0", "3 / 0", "4 / 0", "5 / 0"} {
 		if _, err := Eval(expr, DefaultLimits); err == nil {
 			t.Fatalf("%q: no error", expr)
 		}
 	}
-	if h, m := CacheStats(); h-h0 != 4 || m-m0 != 2 {
-		t.Errorf("hits +%d, misses +%d; want +4, +2", h-h0, m-m0)
+	if h, m := CacheStats(); h-h0 != 4 || m-m0 != 4 {
+		t.Errorf("hits +%d, misses +%d; want +4, +4", h-h0, m-m0)
 	}
 	// Expressions too large to cache count as misses.
 	big := "1" + strings.Repeat(" + 1", maxShapeNodes)
@@ -407,8 +420,8 @@ func TestCacheStats(t *testing.T) {
 	mid := "1" + strings.Repeat(" + 1", (maxShapeNodes-3)/2-1) + " / (1 / 0)" // maxShapeNodes-1 nodes
 	h0, m0 = CacheStats()
 	checkCachedMatchesUncached(t, mid)
-	if h, m := CacheStats(); h-h0 != 1 || m-m0 != 1 {
-		t.Errorf("mid: hits +%d, misses +%d; want +1, +1", h-h0, m-m0)
+	if h, m := CacheStats(); h-h0 != 1 || m-m0 != 2 {
+		t.Errorf("mid: hits +%d, misses +%d; want +1, +2", h-h0, m-m0)
 	}
 }
 
@@ -424,8 +437,10 @@ func TestCacheComparesFullKeys(t *testing.T) {
 	if e, _ := c.lookup(real); e != nil {
 		t.Fatalf("lookup(%q) found the entry of %q", real, e.key)
 	}
-	if v, err := Eval("1 + 2", DefaultLimits); v != 3 || err != nil {
-		t.Fatalf("1 + 2 = %v, %v", v, err)
+	for range 2 {
+		if v, err := Eval("1 + 2", DefaultLimits); v != 3 || err != nil {
+			t.Fatalf("1 + 2 = %v, %v", v, err)
+		}
 	}
 	if e, _ := c.lookup(real); e == nil || e.key != string(real) {
 		t.Fatalf("lookup(%q) = %v", real, e)
@@ -504,8 +519,10 @@ func TestEvalAllocs(t *testing.T) {
 	withCacheSize(t, DefaultCacheSize)
 	// "4 * (2 + 3) - 7 / 2" evaluates 4 operations at run time, each boxing
 	// its float64 result; its literals are small integers (pre-boxed).
-	if _, err := Eval(benchExpr, DefaultLimits); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := Eval(benchExpr, DefaultLimits); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n := testing.AllocsPerRun(200, func() { _, _ = Eval(benchExpr, DefaultLimits) })
 	t.Logf("Eval(%q): %v allocations on a cache hit", benchExpr, n)

@@ -175,50 +175,66 @@ func (sc *scratch) evalShape(c *shapeCache, expr string, lim Limits) (v float64,
 		return evaluate(ge, expr, lim, risky)
 	}
 	sc.shape(p.nodes, root)
-	e, err := sc.compiled(c, p.nodes, root, p.tokenBound(), false)
+	ge, risky, params, err := sc.compiled(c, p.nodes, root, p.tokenBound(), false)
 	if err != nil {
 		return 0, err
 	}
-	res, err := e.ge.Eval(&sc.params)
-	if err != nil {
-		return 0, sc.asError(err)
-	}
-	f, rerr := result(res)
+	f, rerr := sc.run(ge, params)
 	if rerr == nil {
 		return f, nil
 	}
-	if !e.risky || rerr.Kind != ErrNonFinite {
+	if !risky || rerr.Kind != ErrNonFinite {
 		return 0, rerr
 	}
 	// Some division, modulo or power was evaluated without a guard; run the
 	// expression again with all of them guarded (see evaluate).
 	sc.key[0] = keyGuardAll
-	if g, cerr := sc.compiled(c, p.nodes, root, p.tokenBound(), true); cerr == nil {
-		if _, gerr := g.ge.Eval(&sc.params); gerr != nil {
-			if e := sc.asError(gerr); e.Kind == ErrDivByZero {
-				return 0, e
-			}
+	if g, _, gparams, cerr := sc.compiled(c, p.nodes, root, p.tokenBound(), true); cerr == nil {
+		if _, gerr := sc.run(g, gparams); gerr != nil && gerr.Kind == ErrDivByZero {
+			return 0, gerr
 		}
 	}
 	return 0, rerr
 }
 
-// compiled returns the cache entry for the shape in sc.key, compiling and
-// inserting it on a miss.
-func (sc *scratch) compiled(c *shapeCache, nodes []node, root int32, tokenBound int, guardAll bool) (*shapeEntry, error) {
+// compiled returns the compiled form of the AST, of shape sc.key: from the
+// cache, or compiled in params mode and inserted into the cache, or, the
+// first time the shape is seen (see shapeCache.admit), compiled with
+// constants as without the cache (params false). In that last case ge uses
+// sc's buffers.
+func (sc *scratch) compiled(c *shapeCache, nodes []node, root int32, tokenBound int, guardAll bool) (ge *govaluate.EvaluableExpression, risky, params bool, err error) {
 	e, h := c.lookup(sc.key)
 	if e != nil {
 		sc.stripe.hits.Add(1)
-		return e, nil
+		return e.ge, e.risky, true, nil
 	}
 	sc.stripe.misses.Add(1)
-	ge, risky, err := compileAST(nodes, root, tokenBound, guardAll, true, sc)
-	if err != nil {
-		return nil, err
+	if !c.admit(h) {
+		ge, risky, err = compileAST(nodes, root, tokenBound, guardAll, false, sc)
+		return ge, risky, false, err
 	}
-	e = &shapeEntry{key: string(sc.key), hash: h, ge: ge, cost: len(sc.toks), risky: risky}
-	c.insert(e)
-	return e, nil
+	ge, risky, err = compileAST(nodes, root, tokenBound, guardAll, true, sc)
+	if err != nil {
+		return nil, false, false, err
+	}
+	c.insert(&shapeEntry{key: string(sc.key), hash: h, ge: ge, cost: len(sc.toks), risky: risky})
+	return ge, risky, true, nil
+}
+
+// run evaluates ge, compiled in params mode or not, with the literals in
+// sc.params, and turns its outcome into a finite float64 or an *Error.
+func (sc *scratch) run(ge *govaluate.EvaluableExpression, params bool) (float64, *Error) {
+	var res any
+	var err error
+	if params {
+		res, err = ge.Eval(&sc.params)
+	} else {
+		res, err = ge.Eval(nil)
+	}
+	if err != nil {
+		return 0, sc.asError(err)
+	}
+	return result(res)
 }
 
 // asError is asError, and also resolves the position index of a guard

@@ -158,12 +158,34 @@
 // every such operation guarded, to report the division by zero rather than
 // an overflow. So in the common case the token stream has no function calls.
 //
-// The one-shot [Eval] typically costs 20-35% less than raw govaluate's
-// NewEvaluableExpression plus Evaluate on the same text (the token path skips
-// govaluate's lexer); over 80% of its time is govaluate building its
-// evaluation plan, and every parenthesis govaluate has to plan costs about
-// as much as three binary operators.
-// Evaluating a compiled [Expr] costs the same as evaluating a raw govaluate
-// expression (govaluate folds constant sub-expressions at compile time).
-// Compiled expressions are immutable and safe for concurrent use.
+// # Performance and the shape cache
+//
+// Compiling is what costs. Compiling an expression as above and evaluating
+// it costs 20-35% less than raw govaluate's NewEvaluableExpression plus
+// Evaluate on the same text (the token path skips govaluate's lexer), but
+// over 80% of that time (about 2 µs for "4 * (2 + 3) - 7 / 2") is govaluate
+// building its evaluation plan, and every parenthesis govaluate has to plan
+// costs about as much as three binary operators. Evaluating a compiled [Expr]
+// costs about 100 ns, the same as evaluating a raw govaluate expression
+// (govaluate folds constant sub-expressions at compile time). Compiled
+// expressions are immutable and safe for concurrent use.
+//
+// So the one-shot [Eval] keeps a bounded cache of compiled SHAPES, like a
+// database's prepared statements. The shape of an expression is its syntax
+// tree with the numbers replaced by parameters: "4 * (2 + 3) - 7 / 2" and
+// "3 * (2.5 + -1) - 8 / 9" share one. Eval parses the expression as always,
+// looks its shape up and evaluates the compiled shape with the expression's
+// numbers as parameters, which costs about 0.4-0.7 µs for a short expression
+// instead of 2 µs. Results and errors are exactly those of [Compile] followed
+// by [Expr.Eval], to the bit: the compiled shape performs the same float64
+// operations in the same order (what govaluate would fold at compile time, it
+// computes at evaluation time), whether a number is zero (or, for an
+// exponent, negative) is part of the shape where it decides whether a
+// division by zero is possible, and error positions are taken from the
+// expression at hand. A shape is cached the second time it is seen; the first
+// time the expression is compiled with its numbers as constants, so a stream
+// of expressions of distinct shapes costs only the cache lookup more (a few
+// percent) and displaces nothing. The cache holds [DefaultCacheSize] shapes
+// (about 16 MiB at most) and takes no lock to look one up; see
+// [SetCacheSize] and [CacheStats].
 package calc
