@@ -115,7 +115,11 @@ func New(cfg Config) (*Slave, error) {
 	}, []string{"outcome"})
 	s.evalOK, s.evalErr = evals.WithLabelValues("ok"), evals.WithLabelValues("error")
 	s.tiles = prometheus.NewCounter(prometheus.CounterOpts{Name: "calclab_slave_tiles_total", Help: "Mandelbrot tiles rendered."})
-	s.reg.MustRegister(s.tiles)
+	s.reg.MustRegister(s.tiles,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "calclab_calc_shape_cache_hits_total", Help: "Expressions whose compiled shape was reused."},
+			func() float64 { h, _ := calc.CacheStats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "calclab_calc_shape_cache_misses_total", Help: "Expressions compiled from scratch."},
+			func() float64 { _, m := calc.CacheStats(); return float64(m) }))
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), evals,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_in_flight", Help: "Requests being evaluated."},
 			func() float64 { return float64(s.inflight.Load()) }))
