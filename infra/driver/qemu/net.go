@@ -30,10 +30,11 @@ import (
 //     plain layer-2 switch between the VMs' UNIX sockets. When vde_switch is
 //     missing the fallback is QEMU's multicast socket backend
 //     (-netdev socket,mcast=230.0.0.1:PORT,localaddr=127.0.0.1): every VM
-//     joins one multicast group on loopback, which needs no helper process
-//     but needs the loopback interface to carry multicast
-//     (`ip link set lo multicast on`, root) and lets any local process that
-//     joins the group see the lab's traffic.
+//     joins one multicast group on loopback, with the UDP port derived from
+//     the lab name so two labs do not share a segment. It needs no helper
+//     process (and worked on a loopback without the MULTICAST flag), but
+//     it is a hub, not a switch, and any local process that joins the group
+//     sees the lab's traffic. Choose it with Driver.Net = NetMcast.
 
 // Network backends of the internal switch.
 const (

@@ -58,6 +58,7 @@ import (
 	"github.com/calclab/calclab/infra/driver"
 	"github.com/calclab/calclab/infra/spec"
 	"github.com/calclab/calclab/provision/cloudinit"
+	"github.com/calclab/calclab/provision/sshkeys"
 )
 
 // Driver runs nodes as QEMU VMs. Its state lives under Dir.
@@ -84,6 +85,8 @@ type Driver struct {
 	// StopTimeout is how long Down waits after SIGTERM before SIGKILL.
 	StopTimeout time.Duration
 }
+
+var _ driver.Driver = (*Driver)(nil)
 
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return "qemu" }
@@ -250,9 +253,13 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 		return err
 	}
 	st.Lab = lab.Name
-	signer, authLine, err := ensureKeyPair(d.keyDir())
+	signer, authLine, err := sshkeys.EnsureKeyPair(d.keyDir())
 	if err != nil {
 		return fmt.Errorf("lab SSH key: %w", err)
+	}
+	hostKeys, err := sshkeys.OpenKnownHosts(d.knownHostsFile())
+	if err != nil {
+		return err
 	}
 
 	var start, wait []spec.Node
@@ -288,7 +295,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 	lanMAC, natMAC := assignMACs(lab)
 	images := map[string]Image{}
 	for _, n := range start {
-		if err := d.startNode(ctx, lab, n, st, images, taken, lanMAC[n.Name], natMAC[n.Name], authLine, report); err != nil {
+		if err := d.startNode(ctx, lab, n, st, images, taken, lanMAC[n.Name], natMAC[n.Name], authLine, hostKeys, report); err != nil {
 			_ = d.save(st)
 			_ = d.writeSSHConfig(lab, st)
 			return err
@@ -317,7 +324,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 			smu.Lock()
 			ns := *st.Nodes[n.Name]
 			smu.Unlock()
-			if err := d.waitNode(wctx, lab, n, &ns, signer, report); err != nil {
+			if err := d.waitNode(wctx, lab, n, &ns, signer, hostKeys, report); err != nil {
 				errs[i] = err
 				return
 			}
@@ -374,7 +381,11 @@ func (d *Driver) ensureSwitch(ctx context.Context, lab *spec.Lab, st *state, rep
 	switch st.Net {
 	case NetMcast:
 		st.McastPort = mcastPort(lab.Name)
-		report(driver.Step{Node: "switch", Step: "start", Done: true, Elapsed: time.Since(t0), Hint: fmt.Sprintf("multicast 230.0.0.1:%d on loopback (vde_switch not found: apt-get install vde2)", st.McastPort)})
+		hint := fmt.Sprintf("multicast 230.0.0.1:%d on loopback", st.McastPort)
+		if d.Net == "" {
+			hint += " (vde_switch not found: apt-get install vde2)"
+		}
+		report(driver.Step{Node: "switch", Step: "start", Done: true, Elapsed: time.Since(t0), Hint: hint})
 		return nil
 	case NetVDE:
 	default:
@@ -435,7 +446,7 @@ func (s *stepTimer) fail(err error) error {
 	return fmt.Errorf("node %s: %s: %w", s.node, s.step, err)
 }
 
-func (d *Driver) startNode(ctx context.Context, lab *spec.Lab, n spec.Node, st *state, images map[string]Image, taken map[int]bool, lanMAC, natMAC, authLine string, report func(driver.Step)) error {
+func (d *Driver) startNode(ctx context.Context, lab *spec.Lab, n spec.Node, st *state, images map[string]Image, taken map[int]bool, lanMAC, natMAC, authLine string, hostKeys *sshkeys.KnownHosts, report func(driver.Step)) error {
 	dir, err := filepath.Abs(d.nodeDir(n.Name))
 	if err != nil {
 		return err
@@ -468,9 +479,6 @@ func (d *Driver) startNode(ctx context.Context, lab *spec.Lab, n spec.Node, st *
 	} else {
 		for _, f := range []string{disk, console, qlog, filepath.Join(dir, "seed.iso")} {
 			_ = os.Remove(f)
-		}
-		if old != nil && old.SSHPort > 0 {
-			_ = forgetHost(d.knownHostsFile(), net.JoinHostPort("127.0.0.1", strconv.Itoa(old.SSHPort)))
 		}
 		if err := createOverlay(ctx, d.qemuImgBin(), img.Disk, disk, n.Disk); err != nil {
 			return s.fail(err)
@@ -527,8 +535,12 @@ func (d *Driver) startNode(ctx context.Context, lab *spec.Lab, n spec.Node, st *
 		if ns.HTTPPort, err = pickPort(wantHTTP, taken); err != nil {
 			return s.fail(err)
 		}
-		if old != nil && old.SSHPort != ns.SSHPort {
-			_ = forgetHost(d.knownHostsFile(), net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)))
+		// A new disk has new host keys, and another port may have
+		// belonged to another VM: forget what was trusted there.
+		if !reuse || old.SSHPort != ns.SSHPort {
+			if err := hostKeys.Forget(net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort))); err != nil {
+				return s.fail(err)
+			}
 		}
 		lastErr = d.launch(ctx, lab, n, st, ns, seed, console, qlog)
 		if lastErr == nil {
@@ -678,7 +690,7 @@ func (d *Driver) bootTimeout(accel string) time.Duration {
 // waitNode waits until the node answers SSH with the lab key (steps "ssh"),
 // then until cloud-init has finished ("ready"); times are from the VM's
 // start.
-func (d *Driver) waitNode(ctx context.Context, lab *spec.Lab, n spec.Node, ns *nodeState, signer ssh.Signer, report func(driver.Step)) error {
+func (d *Driver) waitNode(ctx context.Context, lab *spec.Lab, n spec.Node, ns *nodeState, signer ssh.Signer, hostKeys *sshkeys.KnownHosts, report func(driver.Step)) error {
 	console := filepath.Join(ns.Dir, "console.log")
 	timeout := d.bootTimeout(ns.Accel)
 	ctx, cancel := context.WithDeadline(ctx, ns.Started.Add(timeout))
@@ -693,7 +705,7 @@ func (d *Driver) waitNode(ctx context.Context, lab *spec.Lab, n spec.Node, ns *n
 			report(driver.Step{Node: n.Name, Step: "ssh", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
 			return fmt.Errorf("node %s: ssh: %w (see %s)", n.Name, err, console)
 		}
-		c, err := dial(ctx, addr, lab.SSHUser, signer, tofu(d.knownHostsFile()))
+		c, err := dial(ctx, addr, lab.SSHUser, signer, hostKeys)
 		if err == nil {
 			client = c
 			break
@@ -710,20 +722,42 @@ func (d *Driver) waitNode(ctx context.Context, lab *spec.Lab, n spec.Node, ns *n
 		case <-time.After(2 * time.Second):
 		}
 	}
-	defer client.Close()
 	report(driver.Step{Node: n.Name, Step: "ssh", Done: true, Elapsed: time.Since(ns.Started), Hint: fmt.Sprintf("%s@%s, since boot", lab.SSHUser, addr)})
 
 	report(driver.Step{Node: n.Name, Step: "cloud-init"})
-	out, err := run(ctx, client, "cloud-init status --wait >/dev/null; cloud-init status --long")
-	status := strings.TrimSpace(string(out))
-	if err == nil && !strings.Contains(status, "status: done") {
-		err = fmt.Errorf("cloud-init did not finish cleanly:\n%s", status)
-	} else if err != nil {
-		err = fmt.Errorf("cloud-init status: %v:\n%s", err, status)
-	}
-	if err != nil {
-		report(driver.Step{Node: n.Name, Step: "cloud-init", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
-		return fmt.Errorf("node %s: cloud-init: %w (see %s, or lab ssh %s -- sudo cat /var/log/cloud-init.log)", n.Name, err, console, n.Name)
+	// cloud-init restarts sshd while it runs (set-passwords), so a session
+	// can end without an answer: ask again on a new connection then.
+	for attempt := 1; ; attempt++ {
+		out, err := run(ctx, client, "cloud-init status --wait --long")
+		client.Close()
+		status := strings.TrimSpace(strings.TrimLeft(string(out), ".\n"))
+		if strings.Contains(status, "status: done") {
+			break
+		}
+		if strings.Contains(status, "status: error") || strings.Contains(status, "status: degraded") {
+			err := fmt.Errorf("cloud-init did not finish cleanly:\n%s", status)
+			report(driver.Step{Node: n.Name, Step: "cloud-init", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
+			return fmt.Errorf("node %s: cloud-init: %w (see %s, or lab ssh %s -- sudo cat /var/log/cloud-init.log)", n.Name, err, console, n.Name)
+		}
+		for client = nil; client == nil; {
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+			if ctx.Err() != nil || attempt >= 10 {
+				switch {
+				case ctx.Err() == context.DeadlineExceeded:
+					err = fmt.Errorf("cloud-init not done %s after boot", timeout)
+				case ctx.Err() != nil:
+					err = ctx.Err()
+				case err == nil:
+					err = fmt.Errorf("cloud-init status said %q", status)
+				}
+				report(driver.Step{Node: n.Name, Step: "cloud-init", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
+				return fmt.Errorf("node %s: cloud-init: %w (see %s)", n.Name, err, console)
+			}
+			client, _ = dial(ctx, addr, lab.SSHUser, signer, hostKeys)
+		}
 	}
 	report(driver.Step{Node: n.Name, Step: "cloud-init", Done: true, Elapsed: time.Since(ns.Started), Hint: fmt.Sprintf("done, since boot (%s %s)", n.IP, ns.MAC)})
 	return nil
@@ -896,11 +930,17 @@ func (d *Driver) SSH(ctx context.Context, lab *spec.Lab, node string, cmd []stri
 	return c.Run()
 }
 
-// Endpoint is how to reach a node's SSH server from this machine.
+// Endpoint is how to reach a node's SSH server from this machine, in the
+// terms of provision/sshkeys and provision/deploy:
+//
+//	signer, _, _ := sshkeys.EnsureKeyPair(ep.KeyDir)
+//	hostKeys, _ := sshkeys.OpenKnownHosts(ep.KnownHosts)
+//	deploy.DeployNode(ctx, deploy.Node{Name: n, Role: r, Addr: ep.Addr, User: ep.User}, signer, hostKeys, plan, progress)
 type Endpoint struct {
 	Addr       string // 127.0.0.1:<forwarded port>
-	User       string
-	KeyFile    string // the lab's private key (OpenSSH format)
+	User       string // the lab's ssh_user (passwordless sudo)
+	KeyDir     string // holds id_ed25519, the lab's key (sshkeys.EnsureKeyPair)
+	KeyFile    string // KeyDir/id_ed25519
 	KnownHosts string // trusted-on-first-use host keys (OpenSSH format)
 }
 
@@ -914,9 +954,12 @@ func (d *Driver) Endpoint(lab *spec.Lab, node string) (Endpoint, error) {
 	if ns == nil || ns.SSHPort == 0 {
 		return Endpoint{}, fmt.Errorf("node %s has no VM (run lab up)", node)
 	}
-	key, _ := filepath.Abs(d.keyFile())
+	keyDir, _ := filepath.Abs(d.keyDir())
 	kh, _ := filepath.Abs(d.knownHostsFile())
-	return Endpoint{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)), User: lab.SSHUser, KeyFile: key, KnownHosts: kh}, nil
+	return Endpoint{
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)), User: lab.SSHUser,
+		KeyDir: keyDir, KeyFile: filepath.Join(keyDir, sshkeys.PrivateKeyFile), KnownHosts: kh,
+	}, nil
 }
 
 // Dial opens an SSH connection to node as the lab's ssh_user with the
@@ -926,11 +969,15 @@ func (d *Driver) Dial(ctx context.Context, lab *spec.Lab, node string) (*ssh.Cli
 	if err != nil {
 		return nil, err
 	}
-	signer, _, err := ensureKeyPair(d.keyDir())
+	signer, _, err := sshkeys.EnsureKeyPair(ep.KeyDir)
 	if err != nil {
 		return nil, err
 	}
-	c, err := dial(ctx, ep.Addr, ep.User, signer, tofu(ep.KnownHosts))
+	hostKeys, err := sshkeys.OpenKnownHosts(ep.KnownHosts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dial(ctx, ep.Addr, ep.User, signer, hostKeys)
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s (%s): %w", node, ep.Addr, err)
 	}
@@ -953,7 +1000,7 @@ func (d *Driver) Output(ctx context.Context, lab *spec.Lab, node, command string
 }
 
 // SSHConfig renders an OpenSSH client config with one Host entry per
-// running node, for `ssh -F .lab/ssh_config <node>` (written there by Up).
+// node that has a VM, for `ssh -F .lab/ssh_config <node>` (written there by Up).
 func (d *Driver) SSHConfig(lab *spec.Lab) (string, error) {
 	st, err := d.load()
 	if err != nil {
