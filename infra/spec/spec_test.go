@@ -77,9 +77,15 @@ func TestValidationErrorsNameLineAndField(t *testing.T) {
 		{"duplicate ip", func(s string) string { return strings.Replace(s, "ip: 192.168.56.12", "ip: 192.168.56.11", 1) }, "already the address of slave-1", "lab.yaml:15:"},
 		{"ip is the gateway", func(s string) string { return strings.Replace(s, "ip: 192.168.56.12", "ip: 192.168.56.1", 1) }, "gateway", "lab.yaml:15:"},
 		{"duplicate name", func(s string) string { return strings.Replace(s, "name: slave-2", "name: slave-1", 1) }, `node name "slave-1" is used twice`, "lab.yaml:13:"},
-		{"bad role", func(s string) string { return strings.Replace(s, "role: slave\n    ip: 192.168.56.12", "role: worker\n    ip: 192.168.56.12", 1) }, `nodes[2].role: "worker" must be master or slave`, "lab.yaml:14:"},
-		{"two masters", func(s string) string { return strings.Replace(s, "role: slave\n    ip: 192.168.56.12", "role: master\n    ip: 192.168.56.12", 1) }, "exactly one master node, found 2", "lab.yaml:6:"},
-		{"unknown field", func(s string) string { return strings.Replace(s, "    ip: 192.168.56.10", "    ip: 192.168.56.10\n    ram: 4", 1) }, "field ram not found", "lab.yaml"},
+		{"bad role", func(s string) string {
+			return strings.Replace(s, "role: slave\n    ip: 192.168.56.12", "role: worker\n    ip: 192.168.56.12", 1)
+		}, `nodes[2].role: "worker" must be master or slave`, "lab.yaml:14:"},
+		{"two masters", func(s string) string {
+			return strings.Replace(s, "role: slave\n    ip: 192.168.56.12", "role: master\n    ip: 192.168.56.12", 1)
+		}, "exactly one master node, found 2", "lab.yaml:6:"},
+		{"unknown field", func(s string) string {
+			return strings.Replace(s, "    ip: 192.168.56.10", "    ip: 192.168.56.10\n    ram: 4", 1)
+		}, "field ram not found", "lab.yaml"},
 		{"bad name", func(s string) string { return strings.Replace(s, "name: slave-2", "name: Slave_2", 1) }, "lower-case", "lab.yaml:13:"},
 		{"not yaml", func(string) string { return "nodes: [" }, "lab.yaml", "lab.yaml"},
 		{"empty", func(string) string { return "" }, "empty", "lab.yaml"},
