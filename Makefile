@@ -8,9 +8,10 @@ GOFLAGS_BUILD := -trimpath
 
 .PHONY: build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
 
-build: ## build bin/master bin/slave bin/lab
-	@mkdir -p $(BIN)
+build: ## build bin/master bin/slave bin/lab, and static linux/amd64 services for VMs
+	@mkdir -p $(BIN)/linux-amd64
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/master ./cmd/slave ./cmd/lab
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/linux-amd64/ ./cmd/master ./cmd/slave
 
 lab-up: build ## start the lab from lab.yaml (local processes by default)
 	$(LAB) up
@@ -24,6 +25,9 @@ lab-status: build ## table of the lab's nodes
 lab-logs: build ## make lab-logs NODE=slave-1
 	@test -n "$(NODE)" || { echo "usage: make lab-logs NODE=master|slave-1|slave-2"; exit 2; }
 	$(LAB) logs $(NODE)
+
+image: ## build (or reuse) the Debian 12 VM image for the qemu provider (root)
+	scripts/build-image.sh
 
 lab-ssh: build ## make lab-ssh NODE=slave-1 (VM providers)
 	@test -n "$(NODE)" || { echo "usage: make lab-ssh NODE=slave-1"; exit 2; }

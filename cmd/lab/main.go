@@ -11,10 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/calclab/calclab/infra/driver"
 	"github.com/calclab/calclab/infra/driver/local"
+	"github.com/calclab/calclab/infra/driver/qemu"
 	"github.com/calclab/calclab/infra/lab"
 	"github.com/calclab/calclab/infra/spec"
 	"github.com/calclab/calclab/internal/envflag"
@@ -27,10 +30,12 @@ Usage:
                               every slave registered, print a status table
   lab [flags] down            stop every node and remove the lab's files (idempotent)
   lab [flags] status [--json] table of nodes: role, pid, address, health, in-flight, tasks done
-  lab [flags] logs NODE [-f]  print (and follow) a node's service log
+  lab [flags] logs NODE [-f]  print (and follow) a node's service log (VMs: its journal;
+                              --console: the serial console)
   lab [flags] ssh NODE [-- CMD...]
                               shell or command on a node (VM providers)
-  lab [flags] ssh-config      OpenSSH config for the lab's VMs (VM providers)
+  lab [flags] ssh-config      OpenSSH config for the lab's VMs: ssh -F .lab/ssh_config slave-1
+  lab [flags] deploy          (re)install the services on the VMs over SSH; idempotent
   lab [flags] validate        check lab.yaml and print the nodes
 
 Providers: local (default: processes on 127.0.0.1, no root, no network), qemu, hyperv.`
@@ -64,7 +69,19 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *provider != "" {
+	// The provider that brought the lab up stays in charge until down, so
+	// `lab up --provider qemu` followed by `lab status` speaks to the VMs.
+	dirAbs, err := filepath.Abs(*stateDir)
+	if err != nil {
+		return err
+	}
+	providerFile := filepath.Join(dirAbs, "provider")
+	if *provider == "" {
+		if b, err := os.ReadFile(providerFile); err == nil {
+			*provider = strings.TrimSpace(string(b))
+		}
+	}
+	if *provider != "" && *provider != s.Provider {
 		s.Provider = *provider
 		if err := s.Validate(); err != nil {
 			return err
@@ -85,16 +102,34 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l := &lab.Lab{Spec: s, Driver: drv, Out: out}
+	l := &lab.Lab{Spec: s, Driver: drv, Out: out, LinuxBinDir: filepath.Join(*binDir, "linux-amd64")}
+	if _, remote := drv.(driver.Remote); remote {
+		l.ReadyTimeout = 3 * time.Minute
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	cmd, cargs := rest[0], rest[1:]
 	switch cmd {
 	case "up":
-		return noArgs(cmd, cargs, func() error { return l.Up(ctx) })
+		return noArgs(cmd, cargs, func() error {
+			if err := os.MkdirAll(dirAbs, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(providerFile, []byte(s.Provider+"\n"), 0o644); err != nil {
+				return err
+			}
+			return l.Up(ctx)
+		})
 	case "down":
-		return noArgs(cmd, cargs, func() error { return l.Down(ctx) })
+		return noArgs(cmd, cargs, func() error {
+			if err := l.Down(ctx); err != nil {
+				return err
+			}
+			_ = os.Remove(providerFile)
+			_ = os.Remove(dirAbs) // only when empty
+			return nil
+		})
 	case "status":
 		sf := flag.NewFlagSet("status", flag.ContinueOnError)
 		asJSON := sf.Bool("json", false, "print JSON instead of a table")
@@ -105,6 +140,7 @@ func run(args []string, out io.Writer) error {
 	case "logs":
 		lf := flag.NewFlagSet("logs", flag.ContinueOnError)
 		follow := lf.Bool("f", false, "follow the log")
+		console := lf.Bool("console", false, "VM providers: the serial console instead of the service journal")
 		node, largs := firstArg(cargs)
 		if err := lf.Parse(largs); err != nil {
 			return err
@@ -115,7 +151,10 @@ func run(args []string, out io.Writer) error {
 		if node == "" {
 			return fmt.Errorf("usage: lab logs NODE [-f] (nodes: %v)", s.NodeNames())
 		}
-		return drv.Logs(ctx, s, node, *follow, out)
+		if *console {
+			return drv.Logs(ctx, s, node, *follow, out)
+		}
+		return l.Logs(ctx, node, *follow, out)
 	case "ssh":
 		node, sargs := firstArg(cargs)
 		if node == "" {
@@ -126,7 +165,20 @@ func run(args []string, out io.Writer) error {
 		}
 		return drv.SSH(ctx, s, node, sargs)
 	case "ssh-config":
-		return fmt.Errorf("ssh-config with the %s provider: %w", drv.Name(), driver.ErrUnsupported)
+		sc, ok := drv.(interface {
+			SSHConfig(*spec.Lab) (string, error)
+		})
+		if !ok {
+			return fmt.Errorf("ssh-config with the %s provider: %w (its nodes are processes; see lab logs)", drv.Name(), driver.ErrUnsupported)
+		}
+		text, err := sc.SSHConfig(s)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(out, text)
+		return nil
+	case "deploy":
+		return noArgs(cmd, cargs, func() error { return l.Deploy(ctx) })
 	case "validate":
 		fmt.Fprintf(out, "%s: ok: lab %s, provider %s, network %s\n", s.File, s.Name, s.Provider, s.Network.CIDR)
 		for _, n := range s.Nodes {
@@ -156,8 +208,10 @@ func newDriver(provider, dir, binDir string) (driver.Driver, error) {
 	switch provider {
 	case "local":
 		return &local.Driver{Dir: dir, BinDir: binDir}, nil
-	case "qemu", "hyperv":
-		return nil, fmt.Errorf("provider %q: %w yet in this build (use --provider local)", provider, driver.ErrUnsupported)
+	case "qemu":
+		return &qemu.Driver{Dir: dir}, nil
+	case "hyperv":
+		return nil, fmt.Errorf("provider %q: %w yet in this build (use --provider local or qemu)", provider, driver.ErrUnsupported)
 	default:
 		return nil, fmt.Errorf("unknown provider %q (local, qemu, hyperv)", provider)
 	}

@@ -59,3 +59,21 @@ type Driver interface {
 	// SSH runs cmd (or an interactive shell) on a node.
 	SSH(ctx context.Context, lab *spec.Lab, node string, cmd []string) error
 }
+
+// SSHTarget is where a node's SSH server is reached from this machine, and
+// with what key and host-key file.
+type SSHTarget struct {
+	Addr       string // host:port
+	User       string // login user with passwordless sudo
+	KeyDir     string // holds id_ed25519 (provision/sshkeys)
+	KnownHosts string // trusted-on-first-use host keys
+}
+
+// Remote is implemented by providers whose nodes are machines reached over
+// SSH (QEMU, Hyper-V): the lab deploys the services onto them as systemd
+// units. The local provider runs the binaries itself and is not Remote.
+type Remote interface {
+	SSHTarget(lab *spec.Lab, node string) (SSHTarget, error)
+	// ServiceLogs writes the node's calclab service journal to w.
+	ServiceLogs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error
+}

@@ -28,7 +28,10 @@ type Lab struct {
 	// ReadyTimeout bounds the wait for a healthy master and registered
 	// slaves (default 60s).
 	ReadyTimeout time.Duration
-	client       *http.Client
+	// LinuxBinDir holds static linux/amd64 master and slave binaries, for
+	// providers whose nodes are VMs.
+	LinuxBinDir string
+	client      *http.Client
 }
 
 func (l *Lab) http() *http.Client {
@@ -57,6 +60,11 @@ func (l *Lab) Up(ctx context.Context) error {
 	fmt.Fprintf(l.Out, "lab %s: bringing up %d nodes with the %s provider\n", l.Spec.Name, len(l.Spec.Nodes), l.Driver.Name())
 	if err := l.Driver.Up(ctx, l.Spec, l.progress); err != nil {
 		return err
+	}
+	if _, remote := l.Driver.(driver.Remote); remote {
+		if err := l.Deploy(ctx); err != nil {
+			return err
+		}
 	}
 	if err := l.waitReady(ctx); err != nil {
 		return err
@@ -224,6 +232,15 @@ func (l *Lab) Status(ctx context.Context, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Node, r.Role, pid, strings.TrimPrefix(r.Address, "http://"), r.Health, r.InFlight, r.TasksDone)
 	}
 	return tw.Flush()
+}
+
+// Logs writes a node's service log: the journal of its calclab unit on a
+// VM provider, the process log on the local one.
+func (l *Lab) Logs(ctx context.Context, node string, follow bool, w io.Writer) error {
+	if r, ok := l.Driver.(driver.Remote); ok {
+		return r.ServiceLogs(ctx, l.Spec, node, follow, w)
+	}
+	return l.Driver.Logs(ctx, l.Spec, node, follow, w)
 }
 
 // Down stops every node and removes the lab's files.

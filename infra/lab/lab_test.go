@@ -16,37 +16,10 @@ import (
 	"github.com/calclab/calclab/infra/driver/local"
 	"github.com/calclab/calclab/infra/lab"
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/internal/testcluster"
 )
 
-var binDir string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "calclab-lab-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/calclab/calclab/cmd/master", "github.com/calclab/calclab/cmd/slave")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building binaries:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func TestMain(m *testing.M) { testcluster.Main(m, "calclab-lab-") }
 
 func testLab(t *testing.T) (*lab.Lab, *bytes.Buffer, string) {
 	t.Helper()
@@ -55,14 +28,14 @@ nodes:
   - {name: master, role: master, ip: 192.168.56.10, local_port: %d}
   - {name: slave-1, role: slave, ip: 192.168.56.11, local_port: %d}
   - {name: slave-2, role: slave, ip: 192.168.56.12, local_port: %d}
-`, freePort(t), freePort(t), freePort(t))
+`, testcluster.FreePort(t), testcluster.FreePort(t), testcluster.FreePort(t))
 	s, err := spec.Parse([]byte(yaml), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(t.TempDir(), ".lab")
 	out := new(bytes.Buffer)
-	l := &lab.Lab{Spec: s, Driver: &local.Driver{Dir: state, BinDir: binDir, StopTimeout: 10 * time.Second}, Out: out, ReadyTimeout: 30 * time.Second}
+	l := &lab.Lab{Spec: s, Driver: &local.Driver{Dir: state, BinDir: testcluster.BinDir(), StopTimeout: 10 * time.Second}, Out: out, ReadyTimeout: 30 * time.Second}
 	t.Cleanup(func() { l.Down(context.Background()) })
 	return l, out, state
 }

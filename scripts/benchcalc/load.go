@@ -6,30 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// newClient returns the one keep-alive HTTP client of the load generator.
-func newClient(conns int, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			DialContext:         d.DialContext,
-			MaxIdleConns:        0, // no global limit
-			MaxIdleConnsPerHost: conns,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-			ForceAttemptHTTP2:   false,
-		},
-	}
-}
+	"github.com/calclab/calclab/scripts/internal/benchkit"
+)
 
 // The expression of request number seq, and its value: distinct for every
 // request so that no cache anywhere can help.
@@ -70,6 +55,30 @@ type worker struct {
 
 func (w *worker) latency() int64 { return int64(w.recvd.Sub(w.sent)) }
 
+// record accounts the outcome of one request: of a warm-up request only
+// its failures, of a measured one its items, its latency when all were
+// right, and when it completed. It returns whether the latency was kept.
+func (w *worker) record(measured bool, good, bad int64, err error, errs *benchkit.ErrLog) bool {
+	if !measured {
+		w.warmBad += bad
+		if err != nil {
+			errs.Add("warm-up: ", err)
+		}
+		return false
+	}
+	w.reqs++
+	w.good += good
+	w.bad += bad
+	if bad == 0 {
+		w.lat = append(w.lat, w.latency())
+	}
+	if err != nil {
+		errs.Add("", err)
+	}
+	w.lastDone = time.Now()
+	return bad == 0
+}
+
 // oneReply holds the fields we check in a slave's ComputeResponse and in
 // the master's Task (both carry "result"; the task also "status").
 type oneReply struct {
@@ -108,14 +117,6 @@ func (w *worker) post(url string) (int, []byte, error) {
 	return res.StatusCode, w.buf.Bytes(), nil
 }
 
-func snippet(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > 160 {
-		return string(b[:160]) + "..."
-	}
-	return string(b)
-}
-
 // job sends request number seq and verifies the reply: it returns how many
 // items were right and how many wrong, and the first problem.
 type job func(w *worker, seq int64) (good, bad int64, err error)
@@ -133,17 +134,17 @@ func singleJob(url, field string, withStatus bool) job {
 			return 0, 1, err
 		}
 		if code != http.StatusOK {
-			return 0, 1, fmt.Errorf("HTTP %d: %s", code, snippet(data))
+			return 0, 1, fmt.Errorf("HTTP %d: %s", code, benchkit.Snippet(data))
 		}
 		w.one = oneReply{}
 		if err := json.Unmarshal(data, &w.one); err != nil {
-			return 0, 1, fmt.Errorf("decode reply: %v: %s", err, snippet(data))
+			return 0, 1, fmt.Errorf("decode reply: %v: %s", err, benchkit.Snippet(data))
 		}
 		if withStatus && w.one.Status != "completed" {
 			return 0, 1, fmt.Errorf("task status %q (error %q)", w.one.Status, w.one.Error)
 		}
 		if want := expected(seq); !sameFloat(w.one.Result, want) {
-			return 0, 1, fmt.Errorf("wrong result for %q: got %v, want %v (reply %s)", appendExpr(nil, seq), w.one.Result, want, snippet(data))
+			return 0, 1, fmt.Errorf("wrong result for %q: got %v, want %v (reply %s)", appendExpr(nil, seq), w.one.Result, want, benchkit.Snippet(data))
 		}
 		return 1, 0, nil
 	}
@@ -168,14 +169,14 @@ func batchJob(url string, size int) job {
 			return 0, n, err
 		}
 		if code != http.StatusOK {
-			return 0, n, fmt.Errorf("HTTP %d: %s", code, snippet(data))
+			return 0, n, fmt.Errorf("HTTP %d: %s", code, benchkit.Snippet(data))
 		}
 		// Unmarshal reuses the slice's elements without zeroing them.
 		r := w.many.Results[:cap(w.many.Results)]
 		clear(r)
 		w.many = batchReply{Results: r[:0]}
 		if err := json.Unmarshal(data, &w.many); err != nil {
-			return 0, n, fmt.Errorf("decode reply: %v: %s", err, snippet(data))
+			return 0, n, fmt.Errorf("decode reply: %v: %s", err, benchkit.Snippet(data))
 		}
 		if len(w.many.Results) != size || w.many.Count != size {
 			return 0, n, fmt.Errorf("batch of %d answered with count %d and %d results", size, w.many.Count, len(w.many.Results))
@@ -198,45 +199,6 @@ func batchJob(url string, size int) job {
 	}
 }
 
-// errLog keeps the first few distinct error messages of a run.
-type errLog struct {
-	mu    sync.Mutex
-	order []string
-	count map[string]int
-	other int
-}
-
-func (l *errLog) add(prefix string, err error) {
-	msg := prefix + err.Error()
-	if len(msg) > 300 {
-		msg = msg[:300] + "..."
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.count == nil {
-		l.count = map[string]int{}
-	}
-	if _, ok := l.count[msg]; !ok && len(l.order) >= 5 {
-		l.other++
-		return
-	}
-	if _, ok := l.count[msg]; !ok {
-		l.order = append(l.order, msg)
-	}
-	l.count[msg]++
-}
-
-func (l *errLog) samples() []string {
-	var out []string
-	for _, m := range l.order {
-		out = append(out, fmt.Sprintf("%dx %s", l.count[m], m))
-	}
-	if l.other > 0 {
-		out = append(out, fmt.Sprintf("%dx other messages", l.other))
-	}
-	return out
-}
-
 // runStats is the outcome of one load run's measurement window.
 type runStats struct {
 	requests  int64
@@ -248,17 +210,14 @@ type runStats struct {
 	errs      []string
 	sent      int64   // open loop only: measured requests sent
 	achieved  float64 // open loop: requests/s actually sent
-	cpu       cpuUse
+	cpu       benchkit.CPUUse
 }
 
 func (s *runStats) pct(p float64) time.Duration { return pctOf(s.lat, p) }
 
+// pctOf is the p-th percentile of sorted nanoseconds.
 func pctOf(sorted []int64, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return time.Duration(sorted[min(max(i, 0), len(sorted)-1)])
+	return time.Duration(benchkit.Percentile(sorted, p))
 }
 
 func (s *runStats) rate() float64 {
@@ -276,7 +235,7 @@ func newWorkers(ctx context.Context, client *http.Client, n int, capHint int) []
 	return ws
 }
 
-func merge(ws []*worker, mStart time.Time, dur time.Duration, errs *errLog) *runStats {
+func merge(ws []*worker, mStart time.Time, dur time.Duration, errs *benchkit.ErrLog) *runStats {
 	st := &runStats{}
 	last := mStart.Add(dur)
 	for _, w := range ws {
@@ -293,7 +252,7 @@ func merge(ws []*worker, mStart time.Time, dur time.Duration, errs *errLog) *run
 	st.wall = last.Sub(mStart)
 	slices.Sort(st.lat)
 	slices.Sort(st.latSched)
-	st.errs = errs.samples()
+	st.errs = errs.Samples()
 	return st
 }
 
@@ -334,7 +293,7 @@ type phases struct {
 // numbers, step at a time (batch: step = batch size).
 func runClosed(ctx context.Context, client *http.Client, conc int, warmup, dur time.Duration, seq *atomic.Int64, step int64, do job, ph phases) *runStats {
 	ws := newWorkers(ctx, client, conc, 1<<14)
-	var errs errLog
+	var errs benchkit.ErrLog
 	start := time.Now()
 	mStart, end := start.Add(warmup), start.Add(warmup+dur)
 	win := openWindow(warmup, ph.onStart)
@@ -351,23 +310,7 @@ func runClosed(ctx context.Context, client *http.Client, conc int, warmup, dur t
 				if ctx.Err() != nil {
 					return
 				}
-				if t0.Before(mStart) {
-					w.warmBad += bad
-					if err != nil {
-						errs.add("warm-up: ", err)
-					}
-					continue
-				}
-				w.reqs++
-				w.good += good
-				w.bad += bad
-				if bad == 0 {
-					w.lat = append(w.lat, w.latency())
-				}
-				if err != nil {
-					errs.add("", err)
-				}
-				w.lastDone = time.Now()
+				w.record(!t0.Before(mStart), good, bad, err, &errs)
 			}
 		})
 	}
@@ -389,7 +332,7 @@ type tick struct {
 // time, which includes any lag of the sender.
 func runOpen(ctx context.Context, client *http.Client, rate float64, pool int, warmup, dur time.Duration, seq *atomic.Int64, do job, ph phases) *runStats {
 	ws := newWorkers(ctx, client, pool, 0)
-	var errs errLog
+	var errs benchkit.ErrLog
 	jobs := make(chan tick)
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -399,24 +342,9 @@ func runOpen(ctx context.Context, client *http.Client, rate float64, pool int, w
 				if ctx.Err() != nil {
 					continue
 				}
-				if !t.measured {
-					w.warmBad += bad
-					if err != nil {
-						errs.add("warm-up: ", err)
-					}
-					continue
-				}
-				w.reqs++
-				w.good += good
-				w.bad += bad
-				if bad == 0 {
-					w.lat = append(w.lat, w.latency())
+				if w.record(t.measured, good, bad, err, &errs) {
 					w.latSched = append(w.latSched, int64(w.recvd.Sub(t.at)))
 				}
-				if err != nil {
-					errs.add("", err)
-				}
-				w.lastDone = time.Now()
 			}
 		})
 	}

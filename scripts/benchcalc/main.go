@@ -15,16 +15,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/calclab/calclab/scripts/internal/benchkit"
 )
 
 type config struct {
@@ -63,12 +62,7 @@ Flags:
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
-	fs := flag.NewFlagSet("benchcalc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usageHead)
-		fs.PrintDefaults()
-	}
+	fs := benchkit.NewFlagSet("benchcalc", usageHead, stderr)
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured duration of each scenario")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up before each scenario")
 	fs.IntVar(&cfg.concurrency, "concurrency", 32, "closed-loop workers (keep-alive connections) of scenarios 1-3")
@@ -84,11 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one HTTP request")
 	masterFlags := fs.String("master-flags", "", "extra flags for bin/master, space-separated (experiments: e.g. \"--policy p2c\")")
 	slaveFlags := fs.String("slave-flags", "", "extra flags for both bin/slave, space-separated (experiments: e.g. \"--capacity 8\")")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
 	switch {
 	case cfg.duration <= 0:
@@ -111,28 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return cfg, fmt.Errorf("--nginx-workers must be auto or a positive number, got %q", cfg.nginxWorkers)
 		}
 	}
-	cfg.only = map[string]bool{}
-	for _, f := range strings.Split(*only, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		if f == "" {
-			continue
-		}
-		if a, ok := aliases[f]; ok {
-			f = a
-		}
-		valid := false
-		for _, k := range scenarioKeys {
-			valid = valid || k == f
-		}
-		if !valid {
-			return cfg, fmt.Errorf("--only: unknown scenario %q; use %s", f, strings.Join(scenarioKeys, ","))
-		}
-		cfg.only[f] = true
-	}
-	if len(cfg.only) == 0 {
-		for _, k := range scenarioKeys {
-			cfg.only[k] = true
-		}
+	var err error
+	if cfg.only, err = benchkit.ParseOnly(*only, scenarioKeys, aliases); err != nil {
+		return cfg, err
 	}
 	if cfg.only["master-half"] && !cfg.only["master"] && cfg.halfRate == 0 {
 		return cfg, errors.New("--only: master-half runs at half of master's throughput: add master, or give --half-rate")
@@ -142,59 +114,42 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 func main() { os.Exit(run(os.Args[1:])) }
 
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "benchcalc: "+format+"\n", args...)
-}
+var progress = benchkit.Progress("benchcalc")
 
 func run(args []string) int {
 	cfg, err := parseFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchcalc:", err)
-		return 2
+		return benchkit.FlagError("benchcalc", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := benchkit.NotifyContext()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C kills us at once (the children die with us: Pdeathsig)
-	}()
 
 	rep := newReport(cfg)
 	c, err := newCluster()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchcalc:", err)
-		return 1
+		return benchkit.ExitFailed
 	}
-	defer func() {
-		t := time.Now()
-		progress("stopping everything it started")
-		c.Close()
-		progress("stopped in %s; removed %s", time.Since(t).Round(time.Millisecond), c.dir)
-	}()
+	defer c.Shutdown()
 
-	progress("starting a master and 2 slaves on free loopback ports (temp dir %s)", c.dir)
-	if err := c.startCalclab(ctx, cfg.binDir, cfg.masterFlags, cfg.slaveFlags); err != nil {
+	if err := c.StartCalclab(ctx, cfg.binDir, cfg.masterFlags, cfg.slaveFlags, false); err != nil {
 		if ctx.Err() != nil {
-			return 130
+			return benchkit.ExitInterrupted
 		}
 		fmt.Fprintln(os.Stderr, "benchcalc: start:", err)
-		return 1
+		return benchkit.ExitFailed
 	}
-	rep.capacity = c.capacity
-	progress("master %s, slave-1 %s, slave-2 %s", c.masterURL, c.slaveURLs[0], c.slaveURLs[1])
+	rep.capacity = c.Capacity
 	failed := false
 	if cfg.only["nginx"] {
 		switch {
-		case rep.info.nginx == "":
+		case rep.nginx == "":
 			fmt.Fprintln(os.Stderr, "nginx not installed: apt-get install nginx-light")
 			rep.get("nginx").skipped = "nginx not installed: apt-get install nginx-light"
 		default:
 			if err := c.startNginx(ctx, cfg.nginxBin, cfg.nginxWorkers); err != nil {
 				if ctx.Err() != nil {
-					return 130
+					return benchkit.ExitInterrupted
 				}
 				fmt.Fprintln(os.Stderr, "benchcalc: start nginx:", err)
 				rep.get("nginx").skipped = "nginx failed to start (see stderr)"
@@ -206,7 +161,7 @@ func run(args []string) int {
 	}
 
 	conns := max(cfg.concurrency, cfg.batchConc, cfg.openPool) + 8
-	client := newClient(conns, cfg.timeout)
+	client := benchkit.NewClient(conns, cfg.timeout)
 	var seq atomic.Int64
 	seq.Store(1)
 	b := &bench{cfg: cfg, c: c, client: client, seq: &seq}
@@ -231,12 +186,9 @@ func run(args []string) int {
 			s.targetRate = rate
 		}
 		b.run(ctx, s)
-		for _, p := range c.procs() {
-			if p.exited() && !rep.died[p.name] {
-				rep.died[p.name] = true
-				rep.problems = append(rep.problems, fmt.Sprintf("%s died during %s %s: %s", p.name, s.num, s.title, p.describeExit()))
-				failed = true
-			}
+		if died := c.Deaths(s.num + " " + s.title); len(died) > 0 {
+			rep.problems = append(rep.problems, died...)
+			failed = true
 		}
 		client.CloseIdleConnections()
 		if ctx.Err() == nil {
@@ -247,18 +199,8 @@ func run(args []string) int {
 		rep.interrupted = true
 	}
 	rep.logs = c.logSummary()
-	if cfg.markdown {
-		rep.printMarkdown(os.Stdout)
-	} else {
-		rep.printText(os.Stdout)
-	}
-	switch {
-	case rep.interrupted:
-		return 130
-	case failed || rep.anyErrors():
-		return 1
-	}
-	return 0
+	rep.print(benchkit.Doc{W: os.Stdout, Markdown: cfg.markdown})
+	return benchkit.ExitCode(rep.interrupted, failed || rep.anyErrors())
 }
 
 type bench struct {
@@ -271,26 +213,26 @@ type bench struct {
 // run runs one scenario and stores its stats in s.
 func (b *bench) run(ctx context.Context, s *row) {
 	cfg := b.cfg
-	var before cpuSnap
-	var use cpuUse
+	var before benchkit.CPUSnap
+	var use benchkit.CPUUse
 	ph := phases{
-		onStart: func() { before = b.c.snapCPU() },
-		onEnd:   func() { use = cpuBetween(before, b.c.snapCPU()) },
+		onStart: func() { before = b.c.SnapCPU() },
+		onEnd:   func() { use.Add(before, b.c.SnapCPU()) },
 	}
 	var st *runStats
 	switch s.key {
 	case "direct":
 		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
-			singleJob(b.c.slaveURLs[0]+"/compute", "expression", false), ph)
+			singleJob(b.c.SlaveURLs[0]+"/compute", "expression", false), ph)
 	case "master":
 		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
-			singleJob(b.c.masterURL+"/submit-task", "payload", true), ph)
+			singleJob(b.c.MasterURL+"/submit-task", "payload", true), ph)
 	case "master-half":
 		progress("%s %s: open loop at %.0f requests/s, pool of %d, warm-up %s + %s", s.num, s.key, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration)
 		st = runOpen(ctx, b.client, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration, b.seq,
-			singleJob(b.c.masterURL+"/submit-task", "payload", true), ph)
+			singleJob(b.c.MasterURL+"/submit-task", "payload", true), ph)
 	case "nginx":
 		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
@@ -298,7 +240,7 @@ func (b *bench) run(ctx context.Context, s *row) {
 	case "batch":
 		progress("%s %s: %d workers x %d expressions, warm-up %s + %s", s.num, s.key, cfg.batchConc, cfg.batchSize, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.batchConc, cfg.warmup, cfg.duration, b.seq, int64(cfg.batchSize),
-			batchJob(b.c.masterURL+"/submit-batch", cfg.batchSize), ph)
+			batchJob(b.c.MasterURL+"/submit-batch", cfg.batchSize), ph)
 	}
 	if ctx.Err() != nil {
 		s.skipped = "interrupted"
@@ -306,7 +248,7 @@ func (b *bench) run(ctx context.Context, s *row) {
 	}
 	st.cpu = use
 	s.st = st
-	progress("%s %s: %s %s/s, p50 %s, p99 %s, %d errors", s.num, s.key, commas(st.rate()), s.unit, fmtDur(st.pct(50)), fmtDur(st.pct(99)), st.bad)
+	progress("%s %s: %s %s/s, p50 %s, p99 %s, %d errors", s.num, s.key, benchkit.Commas(st.rate()), s.unit, benchkit.FmtDur(st.pct(50)), benchkit.FmtDur(st.pct(99)), st.bad)
 	for _, e := range st.errs {
 		progress("  error: %s", e)
 	}

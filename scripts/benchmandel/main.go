@@ -21,14 +21,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/calclab/calclab/scripts/internal/benchkit"
 )
 
 type config struct {
@@ -65,12 +64,7 @@ Flags:
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
-	fs := flag.NewFlagSet("benchmandel", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usageHead)
-		fs.PrintDefaults()
-	}
+	fs := benchkit.NewFlagSet("benchmandel", usageHead, stderr)
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured duration of the seed scenario (sequential requests)")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up of the seed scenario")
 	fs.IntVar(&cfg.heavyRuns, "heavy-runs", 3, "measured renders of the heavy frame, per path (master, in-process) and per policy; (2) adds one unmeasured warm-up render per path")
@@ -84,11 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.profileDir, "profile-dir", "", "after the scenarios, save CPU profiles of the master and both slaves while they render the seed view and then the heavy frame back to back (go tool pprof -top bin/master DIR/heavy-master.pprof); empty: off")
 	fs.IntVar(&cfg.profileSeconds, "profile-seconds", 10, "length of each --profile-dir profile, in seconds")
 	fs.StringVar(&cfg.saveDir, "save-dir", "", "save the master's PNGs here (seed.png, heavy.png, heavy-preview.png at 1/4 size) to look at; empty: off")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
 	switch {
 	case cfg.duration <= 0:
@@ -105,90 +96,52 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--profile-seconds must be at least 1")
 	}
 	cfg.masterFlags, cfg.slaveFlags = strings.Fields(*masterFlags), strings.Fields(*slaveFlags)
-	cfg.only = map[string]bool{}
-	for _, f := range strings.Split(*only, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		if f == "" {
-			continue
-		}
-		if a, ok := aliases[f]; ok {
-			f = a
-		}
-		valid := false
-		for _, k := range scenarioKeys {
-			valid = valid || k == f
-		}
-		if !valid {
-			return cfg, fmt.Errorf("--only: unknown scenario %q; use %s", f, strings.Join(scenarioKeys, ","))
-		}
-		cfg.only[f] = true
-	}
-	if len(cfg.only) == 0 {
-		for _, k := range scenarioKeys {
-			cfg.only[k] = true
-		}
-	}
-	return cfg, nil
+	var err error
+	cfg.only, err = benchkit.ParseOnly(*only, scenarioKeys, aliases)
+	return cfg, err
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
 
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "benchmandel: "+format+"\n", args...)
-}
+var progress = benchkit.Progress("benchmandel")
 
 func run(args []string) int {
 	cfg, err := parseFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchmandel:", err)
-		return 2
+		return benchkit.FlagError("benchmandel", err)
 	}
 	for _, d := range []string{cfg.profileDir, cfg.saveDir} {
 		if d != "" {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				fmt.Fprintln(os.Stderr, "benchmandel:", err)
-				return 2
+				return benchkit.ExitUsage
 			}
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := benchkit.NotifyContext()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C kills us at once (the children die with us: Pdeathsig)
-	}()
 
 	rep := newReport(cfg)
-	c, err := newCluster()
+	c, err := benchkit.NewCluster("benchmandel")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmandel:", err)
-		return 1
+		return benchkit.ExitFailed
 	}
-	defer func() {
-		t := time.Now()
-		progress("stopping everything it started")
-		c.Close()
-		progress("stopped in %s; removed %s", time.Since(t).Round(time.Millisecond), c.dir)
-	}()
+	defer c.Shutdown()
 
 	masterFlags := append([]string{
 		"--mandel-max-pixels", fmt.Sprint(max(heavyFrame.Width*heavyFrame.Height, 4096*4096)),
 		"--tile-timeout", tileTimeout.String(),
 	}, cfg.masterFlags...)
 	rep.masterFlags = masterFlags
-	progress("starting a master and 2 slaves on free loopback ports (temp dir %s)", c.dir)
-	if err := c.startCalclab(ctx, cfg.binDir, masterFlags, cfg.slaveFlags, cfg.profileDir != ""); err != nil {
+	if err := c.StartCalclab(ctx, cfg.binDir, masterFlags, cfg.slaveFlags, cfg.profileDir != ""); err != nil {
 		if ctx.Err() != nil {
-			return 130
+			return benchkit.ExitInterrupted
 		}
 		fmt.Fprintln(os.Stderr, "benchmandel: start:", err)
-		return 1
+		return benchkit.ExitFailed
 	}
-	rep.capacity = c.capacity
-	progress("master %s, slave-1 %s, slave-2 %s", c.masterURL, c.slaveURLs[0], c.slaveURLs[1])
+	rep.capacity = c.Capacity
 
 	b := newBench(cfg, c)
 	steps := []struct {
@@ -208,12 +161,9 @@ func run(args []string) int {
 			break
 		}
 		s.fn(ctx)
-		for _, p := range c.procs() {
-			if p.exited() && !rep.died[p.name] {
-				rep.died[p.name] = true
-				rep.problems = append(rep.problems, fmt.Sprintf("%s died during %s: %s", p.name, s.key, p.describeExit()))
-				failed = true
-			}
+		if died := c.Deaths(s.key); len(died) > 0 {
+			rep.problems = append(rep.problems, died...)
+			failed = true
 		}
 		b.client.CloseIdleConnections()
 		if ctx.Err() == nil {
@@ -226,17 +176,7 @@ func run(args []string) int {
 	if ctx.Err() != nil {
 		rep.interrupted = true
 	}
-	rep.logs = c.logSummary()
-	if cfg.markdown {
-		rep.printMarkdown(os.Stdout)
-	} else {
-		rep.printText(os.Stdout)
-	}
-	switch {
-	case rep.interrupted:
-		return 130
-	case failed || rep.anyErrors():
-		return 1
-	}
-	return 0
+	rep.logs = c.LogSummary()
+	rep.print(benchkit.Doc{W: os.Stdout, Markdown: cfg.markdown})
+	return benchkit.ExitCode(rep.interrupted, failed || rep.anyErrors())
 }

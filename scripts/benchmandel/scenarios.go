@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"image/draw"
 	"image/png"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calclab/calclab/internal/sse"
+	"github.com/calclab/calclab/scripts/internal/benchkit"
 	"github.com/calclab/calclab/services/mandel"
 )
 
@@ -49,25 +49,15 @@ var policies = []string{"least-conn", "round-robin"}
 
 type bench struct {
 	cfg    config
-	c      *cluster
+	c      *benchkit.Cluster
 	client *http.Client
 	// heavyRef is frame (2) rendered in this process: the reference the
 	// master's PNG and the streamed tiles are compared with.
 	heavyRef *image.RGBA
 }
 
-func newBench(cfg config, c *cluster) *bench {
-	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	client := &http.Client{
-		Timeout: cfg.timeout,
-		Transport: &http.Transport{
-			DialContext:         d.DialContext,
-			MaxIdleConnsPerHost: 8,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-	return &bench{cfg: cfg, c: c, client: client}
+func newBench(cfg config, c *benchkit.Cluster) *bench {
+	return &bench{cfg: cfg, c: c, client: benchkit.NewClient(8, cfg.timeout)}
 }
 
 // frameURL is path on the master with the frame's query parameters; floats
@@ -87,7 +77,7 @@ func (b *bench) frameURL(path string, f mandel.Frame, extra ...string) string {
 	for i := 0; i+1 < len(extra); i += 2 {
 		q.Set(extra[i], extra[i+1])
 	}
-	return b.c.masterURL + path + "?" + q.Encode()
+	return b.c.MasterURL + path + "?" + q.Encode()
 }
 
 // get fetches url into buf; lat is from just before the call to the end of
@@ -110,17 +100,9 @@ func (b *bench) get(ctx context.Context, url string, buf *bytes.Buffer) (http.He
 		return res.Header, lat, fmt.Errorf("read reply: %w", err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return res.Header, lat, fmt.Errorf("HTTP %d: %s", res.StatusCode, snippet(buf.Bytes()))
+		return res.Header, lat, fmt.Errorf("HTTP %d: %s", res.StatusCode, benchkit.Snippet(buf.Bytes()))
 	}
 	return res.Header, lat, nil
-}
-
-func snippet(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > 160 {
-		return string(b[:160]) + "..."
-	}
-	return string(b)
 }
 
 var pngSignature = []byte("\x89PNG\r\n\x1a\n")
@@ -131,7 +113,7 @@ func checkPNG(h http.Header, data []byte, w, ht int) error {
 		return fmt.Errorf("Content-Type %q, want image/png", ct)
 	}
 	if !bytes.HasPrefix(data, pngSignature) {
-		return fmt.Errorf("reply of %d bytes is not a PNG: %s", len(data), snippet(data))
+		return fmt.Errorf("reply of %d bytes is not a PNG: %s", len(data), benchkit.Snippet(data))
 	}
 	cfg, err := png.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
@@ -141,20 +123,6 @@ func checkPNG(h http.Header, data []byte, w, ht int) error {
 		return fmt.Errorf("PNG is %dx%d, want %dx%d", cfg.Width, cfg.Height, w, ht)
 	}
 	return nil
-}
-
-// decodeRGBA decodes a PNG into an RGBA image.
-func decodeRGBA(data []byte) (*image.RGBA, error) {
-	img, err := png.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, err
-	}
-	if rgba, ok := img.(*image.RGBA); ok && rgba.Rect.Min == (image.Point{}) {
-		return rgba, nil
-	}
-	out := image.NewRGBA(image.Rect(0, 0, img.Bounds().Dx(), img.Bounds().Dy()))
-	draw.Draw(out, out.Bounds(), img, img.Bounds().Min, draw.Src)
-	return out, nil
 }
 
 // compareImages returns "yes" when got has exactly want's pixels, else
@@ -186,47 +154,6 @@ func compareImages(got, want *image.RGBA) string {
 	return fmt.Sprintf("no (%d of %d pixels differ, first at %d,%d)", diff, w*h, first.X, first.Y)
 }
 
-// errLog keeps the first few distinct error messages of a scenario.
-type errLog struct {
-	mu    sync.Mutex
-	order []string
-	count map[string]int
-	other int
-	total int
-}
-
-func (l *errLog) add(prefix string, err error) {
-	msg := prefix + err.Error()
-	if len(msg) > 300 {
-		msg = msg[:300] + "..."
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total++
-	if l.count == nil {
-		l.count = map[string]int{}
-	}
-	if _, ok := l.count[msg]; !ok && len(l.order) >= 5 {
-		l.other++
-		return
-	}
-	if _, ok := l.count[msg]; !ok {
-		l.order = append(l.order, msg)
-	}
-	l.count[msg]++
-}
-
-func (l *errLog) samples() []string {
-	var out []string
-	for _, m := range l.order {
-		out = append(out, fmt.Sprintf("%dx %s", l.count[m], m))
-	}
-	if l.other > 0 {
-		out = append(out, fmt.Sprintf("%dx other messages", l.other))
-	}
-	return out
-}
-
 // ---- (1) seed view ----
 
 type seedResult struct {
@@ -241,8 +168,8 @@ type seedResult struct {
 	slaves    map[string]int  // tiles per slave over the measured requests
 	pngBytes  int
 	identical string // first reply decoded vs the in-process render
-	errs      errLog
-	cpu       cpuAcc
+	errs      benchkit.ErrLog
+	cpu       benchkit.CPUUse
 	// The same view rendered and encoded in this process (after the
 	// measured window): what the master's PNG encode alone costs.
 	inRender, inEncode, inTotal []time.Duration
@@ -251,14 +178,14 @@ type seedResult struct {
 func (b *bench) runSeed(ctx context.Context) *seedResult {
 	r := &seedResult{slaves: map[string]int{}}
 	f := mandel.SeedFrame()
-	u := b.c.masterURL + "/mandelbrot/render"
+	u := b.c.MasterURL + "/mandelbrot/render"
 	var buf bytes.Buffer
 
 	// One unmeasured request checked pixel by pixel (and saved).
 	progress("(1) seed: checking GET %s against an in-process render", u)
 	want, err := mandel.RenderFrame(f, runtime.GOMAXPROCS(0))
 	if err != nil {
-		r.errs.add("in-process render: ", err)
+		r.errs.Add("in-process render: ", err)
 		return r
 	}
 	h, _, err := b.get(ctx, u, &buf)
@@ -269,11 +196,11 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.errs.add("check request: ", err)
+		r.errs.Add("check request: ", err)
 		r.bad++
 		return r
 	}
-	got, err := decodeRGBA(buf.Bytes())
+	got, err := mandel.DecodePNG(buf.Bytes())
 	if err != nil {
 		r.identical = "no (decode: " + err.Error() + ")"
 	} else {
@@ -285,7 +212,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 	start := time.Now()
 	mStart := start.Add(b.cfg.warmup)
 	end := mStart.Add(b.cfg.duration)
-	var snap cpuSnap
+	var snap benchkit.CPUSnap
 	opened := false
 	var last time.Time
 	for ctx.Err() == nil {
@@ -295,7 +222,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 		}
 		measured := !t0.Before(mStart)
 		if measured && !opened {
-			snap, opened = b.c.snapCPU(), true
+			snap, opened = b.c.SnapCPU(), true
 		}
 		h, lat, err := b.get(ctx, u, &buf)
 		if err == nil {
@@ -308,7 +235,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 			r.warmReqs++
 			if err != nil {
 				r.warmBad++
-				r.errs.add("warm-up: ", err)
+				r.errs.Add("warm-up: ", err)
 			}
 			continue
 		}
@@ -316,7 +243,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 		last = time.Now()
 		if err != nil {
 			r.bad++
-			r.errs.add("", err)
+			r.errs.Add("", err)
 			continue
 		}
 		r.lat = append(r.lat, lat)
@@ -328,7 +255,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 		r.pngBytes = buf.Len()
 	}
 	if opened {
-		r.cpu.add(snap, b.c.snapCPU())
+		r.cpu.Add(snap, b.c.SnapCPU())
 		r.window = last.Sub(mStart)
 	}
 	if ctx.Err() != nil {
@@ -346,13 +273,13 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 		t0 := time.Now()
 		img, err := mandel.RenderFrame(f, runtime.GOMAXPROCS(0))
 		if err != nil {
-			r.errs.add("in-process render: ", err)
+			r.errs.Add("in-process render: ", err)
 			break
 		}
 		t1 := time.Now()
 		buf.Reset()
 		if err := mandel.EncodePNG(&buf, img); err != nil {
-			r.errs.add("in-process encode: ", err)
+			r.errs.Add("in-process encode: ", err)
 			break
 		}
 		t2 := time.Now()
@@ -360,7 +287,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 		r.inEncode = append(r.inEncode, t2.Sub(t1))
 		r.inTotal = append(r.inTotal, t2.Sub(t0))
 	}
-	progress("(1) seed: %d requests, median %s, p90 %s, %d errors", r.requests, fmtDur(pct(r.lat, 50)), fmtDur(pct(r.lat, 90)), r.bad)
+	progress("(1) seed: %d requests, median %s, p90 %s, %d errors", r.requests, benchkit.FmtDur(benchkit.Percentile(r.lat, 50)), benchkit.FmtDur(benchkit.Percentile(r.lat, 90)), r.bad)
 	return r
 }
 
@@ -375,42 +302,6 @@ func addSlaveTiles(m map[string]int, h string) {
 			m[id] += v
 		}
 	}
-}
-
-// pct is the p-th percentile of sorted values (nearest rank).
-func pct[T any](sorted []T, p float64) T {
-	var zero T
-	if len(sorted) == 0 {
-		return zero
-	}
-	i := int(float64(len(sorted))*p/100+0.999999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-// median of unsorted durations (the mean of the two middle ones for an
-// even count).
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-func medianF(vs []float64) float64 {
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 // ---- (2) heavy frame: master vs in-process ----
@@ -430,9 +321,9 @@ type heavyResult struct {
 	identical    string
 	colours      int
 	black        float64 // fraction of black (inside) pixels
-	errs         errLog
-	cpuMaster    cpuAcc
-	cpuInprocess cpuAcc
+	errs         benchkit.ErrLog
+	cpuMaster    benchkit.CPUUse
+	cpuInprocess benchkit.CPUUse
 }
 
 // renderInProcess renders and encodes the heavy frame here, on all cores.
@@ -485,19 +376,19 @@ func (b *bench) runHeavy(ctx context.Context) *heavyResult {
 		return nil
 	}
 	if err != nil {
-		r.errs.add("warm-up master render: ", err)
+		r.errs.Add("warm-up master render: ", err)
 		return r
 	}
 	r.warmMaster = lat
 	t0 := time.Now()
 	img, _, _, err := renderInProcess(&ibuf)
 	if err != nil {
-		r.errs.add("in-process render: ", err)
+		r.errs.Add("in-process render: ", err)
 		return r
 	}
 	r.warmInproc = time.Since(t0)
 	b.heavyRef = img
-	got, err := decodeRGBA(mbuf.Bytes())
+	got, err := mandel.DecodePNG(mbuf.Bytes())
 	if err != nil {
 		r.identical = "no (decode: " + err.Error() + ")"
 	} else {
@@ -512,7 +403,7 @@ func (b *bench) runHeavy(ctx context.Context) *heavyResult {
 		}
 	}
 	progress("(2) heavy: warm-up master %s, in-process %s; identical: %s; %d distinct colours, %.2f%% black",
-		fmtDur(r.warmMaster), fmtDur(r.warmInproc), r.identical, r.colours, 100*r.black)
+		benchkit.FmtDur(r.warmMaster), benchkit.FmtDur(r.warmInproc), r.identical, r.colours, 100*r.black)
 	got, img = nil, nil
 	runtime.GC()
 
@@ -525,12 +416,12 @@ func (b *bench) runHeavy(ctx context.Context) *heavyResult {
 			h   http.Header
 			err error
 		)
-		b.c.measure(&r.cpuMaster, func() { lat, h, err = masterRun() })
+		b.c.Measure(&r.cpuMaster, func() { lat, h, err = masterRun() })
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			r.errs.add("master render: ", err)
+			r.errs.Add("master render: ", err)
 		} else {
 			r.master = append(r.master, lat)
 			if ms, err := strconv.ParseFloat(h.Get("X-Render-Ms"), 64); err == nil {
@@ -541,9 +432,9 @@ func (b *bench) runHeavy(ctx context.Context) *heavyResult {
 			r.pngBytes = mbuf.Len()
 		}
 		var render, encode time.Duration
-		b.c.measure(&r.cpuInprocess, func() { _, render, encode, err = renderInProcess(&ibuf) })
+		b.c.Measure(&r.cpuInprocess, func() { _, render, encode, err = renderInProcess(&ibuf) })
 		if err != nil {
-			r.errs.add("in-process render: ", err)
+			r.errs.Add("in-process render: ", err)
 		} else {
 			r.inproc = append(r.inproc, render+encode)
 			r.render = append(r.render, render)
@@ -551,7 +442,7 @@ func (b *bench) runHeavy(ctx context.Context) *heavyResult {
 			r.inprocBytes = ibuf.Len()
 		}
 		progress("(2) heavy: run %d/%d: master %s, in-process %s (render %s + encode %s)",
-			i+1, b.cfg.heavyRuns, fmtDur(lat), fmtDur(render+encode), fmtDur(render), fmtDur(encode))
+			i+1, b.cfg.heavyRuns, benchkit.FmtDur(lat), benchkit.FmtDur(render+encode), benchkit.FmtDur(render), benchkit.FmtDur(encode))
 		runtime.GC()
 	}
 	return r
@@ -647,8 +538,8 @@ func (s *streamRun) imbalance(ids []string) float64 {
 type policyResult struct {
 	policy string
 	runs   []*streamRun
-	errs   errLog
-	cpu    cpuAcc
+	errs   benchkit.ErrLog
+	cpu    benchkit.CPUUse
 }
 
 // medianRun is the run with the median wall time (the lower middle).
@@ -684,7 +575,7 @@ func (b *bench) runPolicies(ctx context.Context) []*policyResult {
 	ref, err := b.reference()
 	if err != nil {
 		r := &policyResult{policy: "all"}
-		r.errs.add("in-process render: ", err)
+		r.errs.Add("in-process render: ", err)
 		return []*policyResult{r}
 	}
 	out := make([]*policyResult, len(policies))
@@ -708,14 +599,14 @@ func (b *bench) runPolicies(ctx context.Context) []*policyResult {
 				tiles []tileEvent
 				err   error
 			)
-			b.c.measure(&r.cpu, func() {
+			b.c.Measure(&r.cpu, func() {
 				sr, tiles, err = b.stream(ctx, b.frameURL("/mandelbrot/stream", heavyFrame, "policy", r.policy))
 			})
 			if ctx.Err() != nil {
 				return nil
 			}
 			if err != nil {
-				r.errs.add("", err)
+				r.errs.Add("", err)
 				progress("(3) %s run %d/%d: %v", r.policy, run+1, b.cfg.heavyRuns, err)
 				continue
 			}
@@ -725,9 +616,9 @@ func (b *bench) runPolicies(ctx context.Context) []*policyResult {
 			var parts []string
 			for _, id := range slaveIDs(sr.slaves) {
 				s := sr.slaves[id]
-				parts = append(parts, fmt.Sprintf("%s %d tiles %s", id, s.Tiles, fmtMS(s.BusyMS)))
+				parts = append(parts, fmt.Sprintf("%s %d tiles %s", id, s.Tiles, benchkit.FmtMS(s.BusyMS)))
 			}
-			progress("(3) %s run %d/%d: %s, %s; identical: %s", r.policy, run+1, b.cfg.heavyRuns, fmtDur(sr.wall), strings.Join(parts, ", "), sr.identical)
+			progress("(3) %s run %d/%d: %s, %s; identical: %s", r.policy, run+1, b.cfg.heavyRuns, benchkit.FmtDur(sr.wall), strings.Join(parts, ", "), sr.identical)
 			runtime.GC()
 		}
 	}
@@ -761,61 +652,50 @@ func (b *bench) stream(ctx context.Context, u string) (*streamRun, []tileEvent, 
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-		return nil, nil, fmt.Errorf("HTTP %d: %s", res.StatusCode, snippet(data))
+		return nil, nil, fmt.Errorf("HTTP %d: %s", res.StatusCode, benchkit.Snippet(data))
 	}
 	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return nil, nil, fmt.Errorf("Content-Type %q, want text/event-stream", ct)
 	}
 	sr := &streamRun{}
 	var tiles []tileEvent
-	rd := bufio.NewReaderSize(res.Body, 1<<20)
-	var event string
-	var data []byte
+	rd := sse.NewReader(res.Body)
 	for {
-		line, err := rd.ReadBytes('\n')
+		ev, err := rd.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, nil, fmt.Errorf("stream ended before its done event (%d tiles in): %w", len(tiles), err)
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(line) == 0: // end of an event
-			switch event {
-			case "tile":
-				var t tileEvent
-				if err := json.Unmarshal(data, &t); err != nil {
-					return nil, nil, fmt.Errorf("decode tile event: %w", err)
-				}
-				if len(tiles) == 0 {
-					sr.firstTile = time.Since(t0)
-				}
-				if t.Attempts > 1 {
-					sr.retried++
-				}
-				sr.tileMS = append(sr.tileMS, t.MS)
-				tiles = append(tiles, t)
-			case "done":
-				sr.wall = time.Since(t0)
-				var d doneEvent
-				if err := json.Unmarshal(data, &d); err != nil {
-					return nil, nil, fmt.Errorf("decode done event: %w", err)
-				}
-				sr.serverMS, sr.tiles, sr.slaves = d.MS, d.Tiles, d.Slaves
-				if d.Tiles != len(tiles) {
-					return nil, nil, fmt.Errorf("done event says %d tiles, %d tile events came", d.Tiles, len(tiles))
-				}
-				slices.Sort(sr.tileMS)
-				return sr, tiles, nil
-			case "error":
-				return nil, nil, fmt.Errorf("error event after %d tiles: %s", len(tiles), snippet(data))
+		switch ev.Name {
+		case "tile":
+			var t tileEvent
+			if err := json.Unmarshal(ev.Data, &t); err != nil {
+				return nil, nil, fmt.Errorf("decode tile event: %w", err)
 			}
-			event, data = "", data[:0]
-		case bytes.HasPrefix(line, []byte("event:")):
-			event = string(bytes.TrimSpace(line[len("event:"):]))
-		case bytes.HasPrefix(line, []byte("data:")):
-			data = append(data, bytes.TrimPrefix(line[len("data:"):], []byte(" "))...)
+			if len(tiles) == 0 {
+				sr.firstTile = time.Since(t0)
+			}
+			if t.Attempts > 1 {
+				sr.retried++
+			}
+			sr.tileMS = append(sr.tileMS, t.MS)
+			tiles = append(tiles, t)
+		case "done":
+			sr.wall = time.Since(t0)
+			var d doneEvent
+			if err := json.Unmarshal(ev.Data, &d); err != nil {
+				return nil, nil, fmt.Errorf("decode done event: %w", err)
+			}
+			sr.serverMS, sr.tiles, sr.slaves = d.MS, d.Tiles, d.Slaves
+			if d.Tiles != len(tiles) {
+				return nil, nil, fmt.Errorf("done event says %d tiles, %d tile events came", d.Tiles, len(tiles))
+			}
+			slices.Sort(sr.tileMS)
+			return sr, tiles, nil
+		case "error":
+			return nil, nil, fmt.Errorf("error event after %d tiles: %s", len(tiles), benchkit.Snippet(ev.Data))
 		}
 	}
 }
@@ -826,7 +706,7 @@ func assemble(tiles []tileEvent, ref *image.RGBA) string {
 	frame := image.NewRGBA(ref.Bounds())
 	covered := 0
 	for _, t := range tiles {
-		img, err := decodeRGBA(t.PNG)
+		img, err := mandel.DecodePNG(t.PNG)
 		if err != nil {
 			return fmt.Sprintf("no (tile %d at %d,%d: %v)", t.N, t.OX, t.OY, err)
 		}
@@ -851,7 +731,7 @@ func (b *bench) profile(ctx context.Context) []string {
 	pc := &http.Client{Timeout: time.Duration(secs)*time.Second + time.Minute}
 	var out []string
 	for _, ph := range []struct{ name, url string }{
-		{"seed", b.c.masterURL + "/mandelbrot/render"},
+		{"seed", b.c.MasterURL + "/mandelbrot/render"},
 		{"heavy", b.frameURL("/mandelbrot/render", heavyFrame)},
 	} {
 		if ctx.Err() != nil {
@@ -862,13 +742,13 @@ func (b *bench) profile(ctx context.Context) []string {
 		var mu sync.Mutex
 		var saved []string
 		stop := make(chan struct{})
-		for _, p := range b.c.procs() {
-			base := b.c.pprofURLs[p.name]
+		for _, p := range b.c.Procs() {
+			base := b.c.PprofURLs[p.Name()]
 			if base == "" {
 				continue
 			}
 			wg.Go(func() {
-				path := filepath.Join(b.cfg.profileDir, ph.name+"-"+p.name+".pprof")
+				path := filepath.Join(b.cfg.profileDir, ph.name+"-"+p.Name()+".pprof")
 				err := fetchTo(ctx, pc, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), path)
 				mu.Lock()
 				defer mu.Unlock()
@@ -921,7 +801,7 @@ func fetchTo(ctx context.Context, c *http.Client, u, path string) error {
 		return err
 	}
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %s", res.StatusCode, snippet(data))
+		return fmt.Errorf("HTTP %d: %s", res.StatusCode, benchkit.Snippet(data))
 	}
 	return os.WriteFile(path, data, 0o644)
 }

@@ -2,11 +2,13 @@ package mandel
 
 import (
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
 	"image"
+	"image/draw"
 	"image/png"
 	"io"
 	"sync"
@@ -47,6 +49,22 @@ func EncodePNG(w io.Writer, img image.Image) error {
 		return encodeRGBUp(w, m)
 	}
 	return pngEncoder.Encode(w, img)
+}
+
+// DecodePNG decodes a PNG (one EncodePNG wrote, say) into an *image.RGBA
+// whose bounds start at (0, 0): the form renders have, so that pictures
+// can be compared pixel by pixel (bytes.Equal of the Pix).
+func DecodePNG(data []byte) (*image.RGBA, error) {
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if rgba, ok := img.(*image.RGBA); ok && rgba.Rect.Min == (image.Point{}) {
+		return rgba, nil
+	}
+	out := image.NewRGBA(image.Rect(0, 0, img.Bounds().Dx(), img.Bounds().Dy()))
+	draw.Draw(out, out.Bounds(), img, img.Bounds().Min, draw.Src)
+	return out, nil
 }
 
 var pngSignature = []byte("\x89PNG\r\n\x1a\n")

@@ -1,30 +1,27 @@
 package master_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"image"
 	"image/draw"
-	"image/png"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/calclab/calclab/internal/sse"
 	"github.com/calclab/calclab/services/mandel"
 )
 
 func decodePNG(t *testing.T, data []byte) *image.RGBA {
 	t.Helper()
-	img, err := png.Decode(bytes.NewReader(data))
+	img, err := mandel.DecodePNG(data)
 	if err != nil {
 		t.Fatalf("not a PNG (%d bytes): %v", len(data), err)
 	}
-	out := image.NewRGBA(img.Bounds())
-	draw.Draw(out, out.Bounds(), img, img.Bounds().Min, draw.Src)
-	return out
+	return img
 }
 
 func want(t *testing.T, f mandel.Frame) *image.RGBA {
@@ -106,38 +103,33 @@ func TestStreamTilesAssembleToTheRender(t *testing.T) {
 		Slaves map[string]struct{ Tiles int }
 	}
 	tiles := 0
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	event := ""
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "event: "):
-			event = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			data := []byte(strings.TrimPrefix(line, "data: "))
-			switch event {
-			case "start":
-				json.Unmarshal(data, &start)
-			case "tile":
-				var tl struct {
-					OX, OY, W, H int
-					Slave        string
-					PNG          string
-				}
-				json.Unmarshal(data, &tl)
-				raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
-				part := decodePNG(t, raw)
-				if part.Bounds().Dx() != tl.W || part.Bounds().Dy() != tl.H || tl.Slave == "" {
-					t.Fatalf("tile event %+v does not match its PNG %v", tl, part.Bounds())
-				}
-				draw.Draw(img, image.Rect(tl.OX, tl.OY, tl.OX+tl.W, tl.OY+tl.H), part, image.Point{}, draw.Src)
-				tiles++
-			case "done":
-				json.Unmarshal(data, &done)
-			case "error":
-				t.Fatalf("stream error: %s", data)
+	rd := sse.NewReader(res.Body)
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			break
+		}
+		switch ev.Name {
+		case "start":
+			json.Unmarshal(ev.Data, &start)
+		case "tile":
+			var tl struct {
+				OX, OY, W, H int
+				Slave        string
+				PNG          string
 			}
+			json.Unmarshal(ev.Data, &tl)
+			raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
+			part := decodePNG(t, raw)
+			if part.Bounds().Dx() != tl.W || part.Bounds().Dy() != tl.H || tl.Slave == "" {
+				t.Fatalf("tile event %+v does not match its PNG %v", tl, part.Bounds())
+			}
+			draw.Draw(img, image.Rect(tl.OX, tl.OY, tl.OX+tl.W, tl.OY+tl.H), part, image.Point{}, draw.Src)
+			tiles++
+		case "done":
+			json.Unmarshal(ev.Data, &done)
+		case "error":
+			t.Fatalf("stream error: %s", ev.Data)
 		}
 	}
 	if start.Tiles == 0 || tiles != start.Tiles || done.Tiles != tiles {

@@ -11,14 +11,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"image"
-	"image/draw"
-	"image/png"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -34,13 +30,12 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/mandel"
 )
 
-var (
-	binDir    string
-	chromeBin string
-)
+var chromeBin string
 
 // findChrome returns the path of Chromium, or "".
 func findChrome() string {
@@ -54,141 +49,22 @@ func findChrome() string {
 
 func TestMain(m *testing.M) {
 	chromeBin = findChrome()
-	var dir string
-	if chromeBin != "" {
-		var err error
-		dir, err = os.MkdirTemp("", "calclab-browser-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/calclab/calclab/cmd/master", "github.com/calclab/calclab/cmd/slave")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building binaries:", err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		binDir = dir
+	if chromeBin == "" {
+		os.Exit(m.Run()) // TestExplorer skips, or fails under CI
 	}
-	code := m.Run()
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	testcluster.Main(m, "calclab-browser-")
 }
 
-// ---------------------------------------------------------------------------
-// The cluster: a master and slaves as processes (as in tests/integration).
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-// start runs bin with args, kills it when the test ends (showing its log if
-// the test failed) and waits until addr answers GET /health.
-func start(t *testing.T, name, bin, addr string, args ...string) string {
-	t.Helper()
-	log := new(lockedBuffer)
-	cmd := exec.Command(filepath.Join(binDir, bin), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", name, log.String())
-		}
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := http.Get(base + "/health")
-		if err == nil {
-			res.Body.Close()
-			return base
-		}
-		select {
-		case <-done:
-			t.Fatalf("%s exited: %s", name, log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not answering on %s: %v", name, addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
+// startCluster starts a master and two slaves (processes, as in
+// tests/integration) and returns the master's URL once both slaves are up.
 func startCluster(t *testing.T) string {
 	t.Helper()
-	addr := freePort(t)
-	master := start(t, "master", "master", addr,
-		"--listen", addr, "--data-dir", t.TempDir(),
-		"--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "warn")
+	m := testcluster.StartMaster(t, t.TempDir(), "--log-level", "warn")
 	for _, id := range []string{"slave-1", "slave-2"} {
-		a := freePort(t)
-		start(t, id, "slave", a, "--listen", a, "--master", master, "--id", id, "--capacity", "4", "--log-level", "warn")
+		testcluster.StartSlave(t, m.URL, id, "--capacity", "4", "--log-level", "warn")
 	}
-	// Both slaves registered and healthy.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var slaves []api.SlaveInfo
-		up := 0
-		if err := getJSON(master+"/slaves", &slaves); err == nil {
-			for _, s := range slaves {
-				if s.Status == api.SlaveFree || s.Status == api.SlaveBusy {
-					up++
-				}
-			}
-		}
-		if up == 2 {
-			return master
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slaves not up after 15s: %+v", slaves)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func getJSON(u string, out any) error {
-	res, err := http.Get(u)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, res.Status)
-	}
-	return json.NewDecoder(res.Body).Decode(out)
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	return m.URL
 }
 
 // ---------------------------------------------------------------------------
@@ -382,13 +258,11 @@ func fetchPNG(t *testing.T, u string) *image.RGBA {
 	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "image/png" {
 		t.Fatalf("GET %s: %s %q: %.200s", u, res.Status, res.Header.Get("Content-Type"), body)
 	}
-	img, err := png.Decode(bytes.NewReader(body))
+	img, err := mandel.DecodePNG(body)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
-	rgba := image.NewRGBA(img.Bounds())
-	draw.Draw(rgba, rgba.Bounds(), img, img.Bounds().Min, draw.Src)
-	return rgba
+	return img
 }
 
 func repoRoot(t *testing.T) string {

@@ -9,139 +9,30 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 )
 
-var binDir string
+func TestMain(m *testing.M) { testcluster.Main(m, "calclab-it-") }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "calclab-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/calclab/calclab/cmd/master", "github.com/calclab/calclab/cmd/slave")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building binaries:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freePort(t *testing.T) string {
+// startMaster starts a master logging at info, with its data in dataDir.
+func startMaster(t *testing.T, dataDir string, extra ...string) *testcluster.Proc {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testcluster.StartMaster(t, dataDir, append([]string{"--log-level", "info"}, extra...)...)
 }
 
-type proc struct {
-	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	mu   *sync.Mutex
-	done chan struct{}
-	URL  string
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func start(t *testing.T, name, addr string, args ...string) *proc {
+// startSlave starts a slave of capacity 2.
+func startSlave(t *testing.T, masterURL, id string, extra ...string) *testcluster.Proc {
 	t.Helper()
-	p := &proc{t: t, name: name, log: new(bytes.Buffer), mu: new(sync.Mutex), done: make(chan struct{}), URL: "http://" + addr}
-	p.cmd = exec.Command(filepath.Join(binDir, strings.Fields(name)[0]), args...)
-	w := lockedWriter{p.mu, p.log}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("--- log of %s ---\n%s", name, p.log.String())
-			p.mu.Unlock()
-		}
-	})
-	waitHTTP(t, p.URL+"/health", 10*time.Second)
-	return p
-}
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-func (p *proc) stop(t *testing.T) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not stop within 20s of SIGTERM", p.name)
-	}
-}
-
-func startMaster(t *testing.T, dataDir string, extra ...string) *proc {
-	addr := freePort(t)
-	args := append([]string{"--listen", addr, "--data-dir", dataDir, "--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "info"}, extra...)
-	return startOn(t, "master", addr, args...)
-}
-
-func startOn(t *testing.T, bin, addr string, args ...string) *proc {
-	return start(t, bin, addr, args...)
-}
-
-func startSlave(t *testing.T, masterURL, id string, extra ...string) *proc {
-	addr := freePort(t)
-	args := append([]string{"--listen", addr, "--master", masterURL, "--id", id, "--capacity", "2"}, extra...)
-	return start(t, "slave "+id, addr, args...)
-}
-
-func waitHTTP(t *testing.T, url string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		res, err := http.Get(url)
-		if err == nil {
-			res.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not answering after %s: %v", url, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testcluster.StartSlave(t, masterURL, id, append([]string{"--capacity", "2"}, extra...)...)
 }
 
 func doJSON(t *testing.T, method, url string, body any, out any) int {
@@ -168,36 +59,6 @@ func doJSON(t *testing.T, method, url string, body any, out any) int {
 	return res.StatusCode
 }
 
-func waitSlaves(t *testing.T, masterURL string, want map[string]string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var slaves []api.SlaveInfo
-		doJSON(t, http.MethodGet, masterURL+"/slaves", nil, &slaves)
-		got := map[string]string{}
-		for _, s := range slaves {
-			st := s.Status
-			if st == api.SlaveBusy {
-				st = api.SlaveFree
-			}
-			got[s.ID] = st
-		}
-		ok := true
-		for id, st := range want {
-			if got[id] != st {
-				ok = false
-			}
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slaves %v, want %v", got, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func metric(t *testing.T, url, name string) float64 {
 	t.Helper()
 	res, err := http.Get(url + "/metrics")
@@ -222,7 +83,7 @@ func TestKillSlaveUnderLoad(t *testing.T) {
 	m := startMaster(t, t.TempDir())
 	startSlave(t, m.URL, "slave-1")
 	s2 := startSlave(t, m.URL, "slave-2")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
 
 	const n, workers = 600, 16
 	type outcome struct {
@@ -256,7 +117,7 @@ func TestKillSlaveUnderLoad(t *testing.T) {
 	}
 	go func() {
 		<-killed
-		s2.kill()
+		s2.Kill()
 	}()
 	for i := range n {
 		jobs <- i
@@ -297,27 +158,27 @@ func TestKillSlaveUnderLoad(t *testing.T) {
 		}
 		seen[task.ID] = true
 	}
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveDown})
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveDown})
 }
 
 // TestMasterRestartKeepsTasksAndSlavesReturn restarts the master on the
 // same data directory and port.
 func TestMasterRestartKeepsTasksAndSlavesReturn(t *testing.T) {
 	data := t.TempDir()
-	addr := freePort(t)
+	addr := testcluster.FreeAddr(t)
 	args := []string{"--listen", addr, "--data-dir", data, "--health-interval", "200ms", "--heartbeat-interval", "200ms"}
-	m := startOn(t, "master", addr, args...)
+	m := testcluster.Start(t, "master", "master", addr, args...)
 	startSlave(t, m.URL, "slave-1")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
 	for i := range 20 {
 		var task api.Task
 		if code := doJSON(t, http.MethodPost, m.URL+"/submit-task", map[string]any{"task_id": fmt.Sprintf("r-%d", i), "payload": fmt.Sprintf("%d + 0.5", i)}, &task); code != http.StatusOK {
 			t.Fatalf("submit %d: %d %+v", i, code, task)
 		}
 	}
-	m.stop(t)
+	m.Stop(t)
 
-	m2 := startOn(t, "master", addr, args...)
+	m2 := testcluster.Start(t, "master", "master", addr, args...)
 	for i := range 20 {
 		var task api.Task
 		code := doJSON(t, http.MethodGet, fmt.Sprintf("%s/tasks/r-%d", m2.URL, i), nil, &task)
@@ -326,7 +187,7 @@ func TestMasterRestartKeepsTasksAndSlavesReturn(t *testing.T) {
 		}
 	}
 	// The slave notices the master forgot it and registers again.
-	waitSlaves(t, m2.URL, map[string]string{"slave-1": api.SlaveFree})
+	testcluster.WaitSlaves(t, m2.URL, map[string]string{"slave-1": api.SlaveFree})
 	var task api.Task
 	if code := doJSON(t, http.MethodPost, m2.URL+"/submit-task", map[string]any{"payload": "6 * 7"}, &task); code != http.StatusOK || *task.Result != 42 {
 		t.Fatalf("submit after restart: %d %+v", code, task)
@@ -339,8 +200,8 @@ func TestSlaveSIGTERMDeregisters(t *testing.T) {
 	m := startMaster(t, t.TempDir())
 	s1 := startSlave(t, m.URL, "slave-1")
 	startSlave(t, m.URL, "slave-2")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
-	s1.stop(t)
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	s1.Stop(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var slaves []api.SlaveInfo
@@ -366,8 +227,8 @@ func TestSlaveSIGTERMDeregisters(t *testing.T) {
 func TestAsyncTaskSurvivesSlaveLoss(t *testing.T) {
 	m := startMaster(t, t.TempDir(), "--task-deadline", "20s", "--health-interval", "1s")
 	s1 := startSlave(t, m.URL, "slave-1")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
-	s1.kill()
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+	s1.Kill()
 	// Until the master notices, it still admits; the task waits for a slave.
 	var task api.Task
 	code := doJSON(t, http.MethodPost, m.URL+"/submit-task?async=true", map[string]any{"task_id": "late", "payload": "2 ** 10"}, &task)
@@ -396,7 +257,7 @@ func TestAsyncTaskSurvivesSlaveLoss(t *testing.T) {
 func TestRequestIDFollowsTheTask(t *testing.T) {
 	m := startMaster(t, t.TempDir(), "--log-level", "debug")
 	s := startSlave(t, m.URL, "slave-1", "--log-level", "debug")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
 	req, _ := http.NewRequest(http.MethodPost, m.URL+"/submit-task", strings.NewReader(`{"payload": "1 + 2"}`))
 	req.Header.Set(api.HeaderRequestID, "trace-me-4242")
 	res, err := http.DefaultClient.Do(req)
@@ -409,12 +270,7 @@ func TestRequestIDFollowsTheTask(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		m.mu.Lock()
-		ml := m.log.String()
-		m.mu.Unlock()
-		s.mu.Lock()
-		sl := s.log.String()
-		s.mu.Unlock()
+		ml, sl := m.Log(), s.Log()
 		inMaster := strings.Contains(ml, `msg="task finished"`) && strings.Contains(ml, "request_id=trace-me-4242")
 		inSlave := strings.Contains(sl, "path=/compute") && strings.Contains(sl, "request_id=trace-me-4242")
 		if inMaster && inSlave {

@@ -1,18 +1,17 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"image"
 	"image/draw"
-	"image/png"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/sse"
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/mandel"
 )
@@ -22,25 +21,14 @@ var heavy = mandel.Frame{CX: -0.743643887, CY: 0.131825904, Scale: 2e-7, Width: 
 
 const heavyQuery = "cx=-0.743643887&cy=0.131825904&scale=2e-7&width=640&height=480&max_iter=3000&tile=32"
 
-type sseEvent struct {
-	name string
-	data []byte
-}
-
-func readEvents(t *testing.T, res *http.Response, each func(sseEvent) bool) {
-	t.Helper()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	name := ""
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "event: "):
-			name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			if !each(sseEvent{name, []byte(strings.TrimPrefix(line, "data: "))}) {
-				return
-			}
+// readEvents calls each with the stream's events until it returns false or
+// the stream ends.
+func readEvents(res *http.Response, each func(sse.Event) bool) {
+	rd := sse.NewReader(res.Body)
+	for {
+		ev, err := rd.Next()
+		if err != nil || !each(ev) {
+			return
 		}
 	}
 }
@@ -51,7 +39,7 @@ func TestSlaveDiesMidRender(t *testing.T) {
 	m := startMaster(t, t.TempDir())
 	startSlave(t, m.URL, "slave-1")
 	s2 := startSlave(t, m.URL, "slave-2")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
 
 	res, err := http.Get(m.URL + "/mandelbrot/stream?" + heavyQuery)
 	if err != nil {
@@ -60,16 +48,16 @@ func TestSlaveDiesMidRender(t *testing.T) {
 	defer res.Body.Close()
 	img := image.NewRGBA(image.Rect(0, 0, heavy.Width, heavy.Height))
 	tiles, onSlave2, retried, killed, done := 0, 0, 0, false, false
-	readEvents(t, res, func(ev sseEvent) bool {
-		switch ev.name {
+	readEvents(res, func(ev sse.Event) bool {
+		switch ev.Name {
 		case "tile":
 			var tl struct {
 				OX, OY, W, H, Attempts int
 				Slave, PNG             string
 			}
-			json.Unmarshal(ev.data, &tl)
+			json.Unmarshal(ev.Data, &tl)
 			raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
-			part, err := png.Decode(bytes.NewReader(raw))
+			part, err := mandel.DecodePNG(raw)
 			if err != nil {
 				t.Fatalf("tile PNG: %v", err)
 			}
@@ -82,14 +70,14 @@ func TestSlaveDiesMidRender(t *testing.T) {
 				retried++
 			}
 			if onSlave2 >= 3 && !killed {
-				s2.kill()
+				s2.Kill()
 				killed = true
 			}
 		case "done":
 			done = true
 			return false
 		case "error":
-			t.Fatalf("render failed: %s", ev.data)
+			t.Fatalf("render failed: %s", ev.Data)
 		}
 		return true
 	})
@@ -109,7 +97,7 @@ func TestClientGoingAwayCancelsTiles(t *testing.T) {
 	m := startMaster(t, t.TempDir())
 	s1 := startSlave(t, m.URL, "slave-1")
 	s2 := startSlave(t, m.URL, "slave-2")
-	waitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
 	total := len(heavy.Tiles(32, 32))
 
 	res, err := http.Get(m.URL + "/mandelbrot/stream?" + heavyQuery)
@@ -117,8 +105,8 @@ func TestClientGoingAwayCancelsTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := 0
-	readEvents(t, res, func(ev sseEvent) bool {
-		if ev.name == "tile" {
+	readEvents(res, func(ev sse.Event) bool {
+		if ev.Name == "tile" {
 			got++
 		}
 		return got < 2

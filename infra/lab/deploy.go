@@ -1,0 +1,79 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/provision/deploy"
+	"github.com/calclab/calclab/provision/sshkeys"
+)
+
+// Deploy installs the services on every node of a Remote provider over SSH
+// (binaries, env files, systemd units), in parallel, and reports per node
+// whether anything changed. Nothing changed means nothing restarted.
+func (l *Lab) Deploy(ctx context.Context) error {
+	remote, ok := l.Driver.(driver.Remote)
+	if !ok {
+		return fmt.Errorf("deploy with the %s provider: %w (it runs bin/ directly)", l.Driver.Name(), driver.ErrUnsupported)
+	}
+	if l.LinuxBinDir == "" {
+		return fmt.Errorf("deploy: no directory of linux/amd64 binaries (make build-linux)")
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, n := range l.Spec.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			err := func() error {
+				t, err := remote.SSHTarget(l.Spec, n.Name)
+				if err != nil {
+					return err
+				}
+				signer, _, err := sshkeys.EnsureKeyPair(t.KeyDir)
+				if err != nil {
+					return err
+				}
+				kh, err := sshkeys.OpenKnownHosts(t.KnownHosts)
+				if err != nil {
+					return err
+				}
+				plan, err := deploy.PlanFor(l.Spec, n, l.LinuxBinDir)
+				if err != nil {
+					return err
+				}
+				changed, err := deploy.DeployNode(ctx, deploy.Node{Name: n.Name, Role: n.Role, Addr: t.Addr, User: t.User}, signer, kh, plan, func(string) {})
+				if err != nil {
+					return err
+				}
+				hint := "unchanged"
+				if changed {
+					hint = "installed/updated, service restarted"
+				}
+				mu.Lock()
+				l.progress(driver.Step{Node: n.Name, Step: "deploy", Done: true, Elapsed: time.Since(start), Hint: hint})
+				mu.Unlock()
+				return nil
+			}()
+			if err != nil {
+				mu.Lock()
+				l.progress(driver.Step{Node: n.Name, Step: "deploy", Err: err, Elapsed: time.Since(start), Hint: filepath.Join("lab logs", n.Name)})
+				errs = append(errs, fmt.Errorf("node %s: deploy: %w", n.Name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
