@@ -55,3 +55,15 @@ clean:
 
 bench-mandel: build ## Mandelbrot benchmark: seed view, 4K frame vs in-process, policies
 	$(GO) run ./scripts/benchmandel
+
+.PHONY: e2e-vm
+e2e-vm: ## end-to-end test of the lab on QEMU VMs (image, build, up, ssh, newman, failover, down); root for the image
+	@mkdir -p artifacts
+	@date +%s.%N > artifacts/e2e-vm-start
+	@t0=$$(date +%s.%N); \
+	if [ "$$(id -u)" -eq 0 ]; then scripts/build-image.sh; else sudo scripts/build-image.sh; fi || exit 1; \
+	echo "$$t0 $$(date +%s.%N)" | awk '{ printf "%.2f\n", $$2 - $$1 }' > artifacts/e2e-vm-image.seconds
+	$(MAKE) build
+	CALCLAB_E2E_VM=1 CALCLAB_E2E_MAKE_START=$$(cat artifacts/e2e-vm-start) \
+		CALCLAB_E2E_IMAGE_SECONDS=$$(cat artifacts/e2e-vm-image.seconds) \
+		$(GO) test -count=1 -timeout 40m -v ./tests/e2evm/

@@ -243,7 +243,9 @@ func Deploy(ctx context.Context, client *ssh.Client, p Plan, progress func(strin
 			return changed, err
 		}
 	}
-	if _, err := r.run(cmds.Systemctl + " is-enabled --quiet " + quote(unit.Name)); err != nil {
+	// With sudo: without D-Bus (as on the lab's image) a non-root systemctl
+	// cannot reach systemd and every unit would look disabled.
+	if _, err := r.sudo(cmds.Systemctl + " is-enabled --quiet " + quote(unit.Name)); err != nil {
 		var exit *ssh.ExitError
 		if !errors.As(err, &exit) {
 			return changed, err
