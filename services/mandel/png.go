@@ -110,52 +110,104 @@ func writeChunk(w io.Writer, typ string, data []byte) error {
 
 func encodeRGBUp(w io.Writer, m *image.RGBA) error {
 	b := m.Bounds()
-	width, height := b.Dx(), b.Dy()
-	if width <= 0 || height <= 0 {
+	if b.Dx() <= 0 || b.Dy() <= 0 {
 		return pngEncoder.Encode(w, m)
 	}
-	if _, err := w.Write(pngSignature); err != nil {
+	e, err := NewRowEncoder(w, m)
+	if err != nil {
 		return err
+	}
+	if err := e.Rows(b.Dy()); err != nil {
+		return err
+	}
+	return e.Close()
+}
+
+// RowEncoder writes an opaque *image.RGBA as PNG (RGB, Up filter,
+// BestSpeed) band by band, so a frame can be encoded while its lower tiles
+// are still being rendered. Rows must be written top to bottom, once each;
+// the bytes of EncodePNG and of a RowEncoder fed every row are identical.
+type RowEncoder struct {
+	w     io.Writer
+	m     *image.RGBA
+	cw    *chunkWriter
+	bw    *bufio.Writer
+	zw    *zlib.Writer
+	cur   []byte
+	prev  []byte
+	y     int // next row to encode, relative to the image's top
+	close sync.Once
+}
+
+// NewRowEncoder writes the PNG header of m (whose pixels may still be
+// incomplete) and returns an encoder for its rows.
+func NewRowEncoder(w io.Writer, m *image.RGBA) (*RowEncoder, error) {
+	b := m.Bounds()
+	width, height := b.Dx(), b.Dy()
+	if width <= 0 || height <= 0 {
+		return nil, invalid("image", "cannot stream an empty image %v", b)
+	}
+	if _, err := w.Write(pngSignature); err != nil {
+		return nil, err
 	}
 	var ihdr [13]byte
 	binary.BigEndian.PutUint32(ihdr[0:], uint32(width))
 	binary.BigEndian.PutUint32(ihdr[4:], uint32(height))
 	ihdr[8], ihdr[9] = 8, 2 // 8-bit, truecolour (RGB)
 	if err := writeChunk(w, "IHDR", ihdr[:]); err != nil {
-		return err
+		return nil, err
 	}
+	e := &RowEncoder{w: w, m: m, cw: &chunkWriter{w: w}}
 	// IDAT chunks of up to 64 KiB.
-	cw := &chunkWriter{w: w}
-	bw := bufio.NewWriterSize(cw, 1<<16)
-	zw := zlibPool.Get().(*zlib.Writer)
-	defer zlibPool.Put(zw)
-	zw.Reset(bw)
-	cur := make([]byte, 1+3*width)
-	prev := make([]byte, 3*width)
-	cur[0] = 2 // filter type Up
-	for y := range height {
-		off := m.PixOffset(b.Min.X, b.Min.Y+y)
-		row := m.Pix[off : off+4*width]
-		line := cur[1:]
+	e.bw = bufio.NewWriterSize(e.cw, 1<<16)
+	e.zw = zlibPool.Get().(*zlib.Writer)
+	e.zw.Reset(e.bw)
+	e.cur = make([]byte, 1+3*width)
+	e.prev = make([]byte, 3*width)
+	e.cur[0] = 2 // filter type Up
+	return e, nil
+}
+
+// Rows encodes the rows from the last one written up to (not including)
+// row end, counted from the image's top. The pixels of those rows must be
+// final.
+func (e *RowEncoder) Rows(end int) error {
+	b := e.m.Bounds()
+	width := b.Dx()
+	end = min(end, b.Dy())
+	for ; e.y < end; e.y++ {
+		off := e.m.PixOffset(b.Min.X, b.Min.Y+e.y)
+		row := e.m.Pix[off : off+4*width]
+		line := e.cur[1:]
 		for x := range width {
 			r, g, bl := row[4*x], row[4*x+1], row[4*x+2]
-			line[3*x] = r - prev[3*x]
-			line[3*x+1] = g - prev[3*x+1]
-			line[3*x+2] = bl - prev[3*x+2]
-			prev[3*x], prev[3*x+1], prev[3*x+2] = r, g, bl
+			line[3*x] = r - e.prev[3*x]
+			line[3*x+1] = g - e.prev[3*x+1]
+			line[3*x+2] = bl - e.prev[3*x+2]
+			e.prev[3*x], e.prev[3*x+1], e.prev[3*x+2] = r, g, bl
 		}
-		if _, err := zw.Write(cur); err != nil {
+		if _, err := e.zw.Write(e.cur); err != nil {
 			return err
 		}
 	}
-	if err := zw.Close(); err != nil {
+	return nil
+}
+
+// Close finishes the PNG; every row must have been written.
+func (e *RowEncoder) Close() error {
+	if e.y != e.m.Bounds().Dy() {
+		return invalid("rows", "closed after %d of %d rows", e.y, e.m.Bounds().Dy())
+	}
+	err := e.zw.Close()
+	e.close.Do(func() { zlibPool.Put(e.zw) })
+	if err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := e.bw.Flush(); err != nil {
 		return err
 	}
-	if cw.err != nil {
-		return cw.err
+	if e.cw.err != nil {
+		return e.cw.err
 	}
-	return writeChunk(w, "IEND", nil)
+	return writeChunk(e.w, "IEND", nil)
 }
