@@ -11,6 +11,7 @@ import (
 	"image/color"
 	"image/draw"
 	"image/png"
+	"io"
 	"math"
 	"net/url"
 	"slices"
@@ -770,5 +771,33 @@ func TestGolden(t *testing.T) {
 		if iter != g.iter || rgba != g.rgba {
 			t.Errorf("frame %+v: iter hash %s rgba hash %s, want %s %s", g.frame, iter, rgba, g.iter, g.rgba)
 		}
+	}
+}
+
+func TestRowEncoderMatchesEncodePNG(t *testing.T) {
+	img, _ := RenderFrame(Frame{CX: -0.5, Scale: 0.02, Width: 150, Height: 97, MaxIter: 80}, 0)
+	var whole, banded bytes.Buffer
+	if err := EncodePNG(&whole, img); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewRowEncoder(&banded, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, end := range []int{10, 10, 64, 96, 97, 200} {
+		if err := e.Rows(end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(whole.Bytes(), banded.Bytes()) {
+		t.Fatal("band-by-band PNG differs from EncodePNG's")
+	}
+	short, _ := NewRowEncoder(io.Discard, img)
+	short.Rows(50)
+	if err := short.Close(); err == nil {
+		t.Fatal("Close after 50 of 97 rows succeeded")
 	}
 }
