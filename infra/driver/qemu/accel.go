@@ -72,6 +72,9 @@ func probeAccel(ctx context.Context, qemuBin string, img Image, dir string) (acc
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "tcg", err.Error()
 	}
+	if img.Kernel == "" {
+		return "tcg", "the image boots from its own disk, so there is no kernel to probe KVM with (set CALCLAB_QEMU_ACCEL=kvm to force it)"
+	}
 	tmp, err := os.MkdirTemp(dir, "kvm-probe-")
 	if err != nil {
 		return "tcg", err.Error()

@@ -38,7 +38,11 @@ func CacheDir() string {
 
 // ImageAt returns the image whose disk is the qcow2 at path (symlinks
 // resolved, so overlays point at the versioned file): its kernel and initrd
-// are the files next to it ending in .vmlinuz and .initrd.
+// are the files next to it ending in .vmlinuz and .initrd, booted directly
+// with root=/dev/vda (what scripts/build-image.sh makes). A qcow2 with
+// neither file next to it, such as an Ubuntu cloud image the user
+// downloaded, boots from its own disk (firmware and the image's
+// bootloader); it must have cloud-init with the NoCloud datasource.
 func ImageAt(path string) (Image, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -50,6 +54,15 @@ func ImageAt(path string) (Image, error) {
 	}
 	base := strings.TrimSuffix(real, ".qcow2")
 	img := Image{Disk: real, Kernel: base + ".vmlinuz", Initrd: base + ".initrd"}
+	_, kerr := os.Stat(img.Kernel)
+	_, ierr := os.Stat(img.Initrd)
+	if os.IsNotExist(kerr) && os.IsNotExist(ierr) {
+		if _, err := os.Stat(img.Disk); err != nil {
+			return img, fmt.Errorf("image %s: %w", path, err)
+		}
+		img.Kernel, img.Initrd = "", "" // boots from its own disk
+		return img, nil
+	}
 	for _, f := range []string{img.Disk, img.Kernel, img.Initrd} {
 		if _, err := os.Stat(f); err != nil {
 			return img, fmt.Errorf("image %s is incomplete: %w (rebuild it: sudo scripts/build-image.sh)", path, err)

@@ -606,7 +606,13 @@ func (d *Driver) qemuArgs(lab *spec.Lab, n spec.Node, st *state, ns *nodeState, 
 		"-display", "none", "-vga", "none",
 		"-chardev", "file,id=console,path="+console+",append=on",
 		"-serial", "chardev:console",
-		"-kernel", ns.Image.Kernel, "-initrd", ns.Image.Initrd, "-append", KernelArgs,
+	)
+	if ns.Image.Kernel != "" {
+		args = append(args, "-kernel", ns.Image.Kernel, "-initrd", ns.Image.Initrd, "-append", KernelArgs)
+	}
+	// Without a kernel the firmware boots the disk's own bootloader
+	// (e.g. an Ubuntu cloud image): the first virtio disk.
+	args = append(args,
 		"-drive", "file="+ns.Disk+",if=virtio,format=qcow2,discard=unmap",
 		"-drive", "file="+seed+",if=virtio,format=raw,readonly=on",
 		"-netdev", "user,id=nat,restrict=on,"+hostfwd,

@@ -272,3 +272,37 @@ func TestBootOneVM(t *testing.T) {
 		t.Errorf("second down: %v", err)
 	}
 }
+
+// TestImageWithoutKernelBootsFromDisk: a qcow2 with no .vmlinuz/.initrd
+// beside it (an Ubuntu cloud image the user downloaded) boots through the
+// firmware and its own bootloader instead of -kernel.
+func TestImageWithoutKernelBootsFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "ubuntu-24.04-server-cloudimg-amd64.qcow2")
+	if err := os.WriteFile(disk, []byte("qcow2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := ImageAt(disk)
+	if err != nil || img.Kernel != "" || img.Initrd != "" || img.Disk != disk {
+		t.Fatalf("ImageAt(disk only) = %+v, %v; want a disk-boot image", img, err)
+	}
+	// Only one of the two boot files is an incomplete image, not a disk boot.
+	os.WriteFile(strings.TrimSuffix(disk, ".qcow2")+".vmlinuz", []byte("k"), 0o644)
+	if _, err := ImageAt(disk); err == nil {
+		t.Fatal("a kernel without its initrd was accepted")
+	}
+
+	lab := testLab(t, "calclab")
+	d := &Driver{Dir: dir}
+	st := &state{Lab: lab.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
+	ns := &nodeState{Dir: filepath.Join(dir, "master"), Disk: filepath.Join(dir, "master", "disk.qcow2"),
+		Image: Image{Disk: disk}, MAC: MAC(lab.Name, "master"), NATMAC: "52:54:00:00:00:01",
+		SSHPort: 2220, HTTPPort: 5000, GuestPort: 5000}
+	args := strings.Join(d.qemuArgs(lab, lab.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
+	if strings.Contains(args, "-kernel") || strings.Contains(args, "-append") {
+		t.Fatalf("disk-boot image got a kernel: %s", args)
+	}
+	if !strings.Contains(args, "-drive file="+ns.Disk+",if=virtio") {
+		t.Fatalf("disk-boot image lacks its disk: %s", args)
+	}
+}
