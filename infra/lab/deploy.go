@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -20,8 +21,10 @@ func (l *Lab) Deploy(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("deploy with the %s provider: %w (it runs bin/ directly)", l.Driver.Name(), driver.ErrUnsupported)
 	}
-	if l.LinuxBinDir == "" {
-		return fmt.Errorf("deploy: no directory of linux/amd64 binaries (make build-linux)")
+	for _, role := range []string{"master", "slave"} {
+		if _, err := os.Stat(filepath.Join(l.LinuxBinDir, role)); err != nil {
+			return fmt.Errorf("deploy: no static linux/amd64 %s binary in %q: run make build (it cross-compiles them with CGO_ENABLED=0)", role, l.LinuxBinDir)
+		}
 	}
 	var (
 		wg   sync.WaitGroup
