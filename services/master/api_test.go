@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -409,5 +410,83 @@ func TestMetricsExposeTasksAndSlaves(t *testing.T) {
 	r = call(t, http.MethodGet, c.master+"/metrics", "", nil, nil)
 	if bytes.Contains(r.body, []byte(`slave="slave-1"`)) {
 		t.Error("series of a removed slave still exported")
+	}
+}
+
+// TestConcurrentTasksAreGroupedAndEachRecordedOnce: when tasks queue up,
+// the master sends them to a slave in groups (POST /compute/batch); every
+// task still gets its own correct result, recorded once.
+func TestConcurrentTasksAreGroupedAndEachRecordedOnce(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var task api.Task
+			body := fmt.Sprintf(`{"task_id": "g-%d", "payload": "%d * 3 + 1"}`, i, i)
+			r := call(t, http.MethodPost, c.master+"/submit-task", body, nil, &task)
+			if r.code != 200 || task.Result == nil || *task.Result != float64(i*3+1) || task.Attempts != 1 {
+				errs <- fmt.Sprintf("task %d: %d %s", i, r.code, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	m := call(t, http.MethodGet, c.master+"/metrics", "", nil, nil)
+	if !bytes.Contains(m.body, []byte(fmt.Sprintf(`calclab_tasks_total{status="completed"} %d`, n))) {
+		t.Fatalf("master did not count exactly %d completions", n)
+	}
+	grouped := false
+	for _, s := range c.slaves {
+		r := call(t, http.MethodGet, s+"/metrics", "", nil, nil)
+		if bytes.Contains(r.body, []byte(`route="/compute/batch"`)) {
+			grouped = true
+		}
+	}
+	if !grouped {
+		t.Fatal("32 concurrent clients on 4 slave slots, yet no task was sent in a group")
+	}
+}
+
+// TestConsistentHashSendsEachTaskAlone: grouping would move tasks off the
+// slave their key picks, so with consistent-hash every task is its own call.
+func TestConsistentHashSendsEachTaskAlone(t *testing.T) {
+	c := startCluster(t, 2, func(cfg *master.Config) { cfg.Policy = "consistent-hash" })
+	// Concurrent tasks queue up, as in the grouping test above.
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			call(t, http.MethodPost, c.master+"/submit-task", fmt.Sprintf(`{"payload": "%d"}`, i), map[string]string{api.HeaderHashKey: "user-42"}, nil)
+		}()
+	}
+	wg.Wait()
+	// One at a time (no slave at capacity), one key always lands on one slave.
+	first := ""
+	for i := range 20 {
+		var task api.Task
+		call(t, http.MethodPost, c.master+"/submit-task", fmt.Sprintf(`{"payload": "%d"}`, i), map[string]string{api.HeaderHashKey: "user-7"}, &task)
+		if first == "" {
+			first = task.Slave
+		}
+		if task.Slave != first {
+			t.Fatalf("one hash key landed on %s and %s", first, task.Slave)
+		}
+	}
+	for _, s := range c.slaves {
+		r := call(t, http.MethodGet, s+"/metrics", "", nil, nil)
+		if bytes.Contains(r.body, []byte(`route="/compute/batch"`)) {
+			t.Fatal("a task was grouped under consistent-hash")
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type Server struct {
 	batch   prometheus.Counter
 	renders prometheus.Counter
 
+	coal   *coalescer     // nil: every task is its own call (consistent-hash)
 	wg     sync.WaitGroup // task runners
 	bgCtx  context.Context
 	cancel context.CancelFunc
@@ -65,6 +67,10 @@ func New(cfg Config) (*Server, error) {
 		reg: prometheus.NewRegistry(),
 	}
 	s.client = httpserve.Client(s.dialAllowed)
+	// Grouping tasks would move them off the slave their hash key picks.
+	if strings.ToLower(strings.TrimSpace(cfg.Policy)) != "consistent-hash" {
+		s.coal = newCoalescer(s, 8)
+	}
 	s.bgCtx, s.cancel = context.WithCancel(context.Background())
 	s.registerMetrics()
 	s.routes()
@@ -130,6 +136,9 @@ func Run(ctx context.Context, cfg Config) error {
 // state is flushed to disk (unfinished tasks run again at next start).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("master listening", "addr", ln.Addr().String(), "policy", s.cfg.Policy, "data_dir", s.cfg.DataDir)
+	if s.coal != nil {
+		s.coal.start(s.bgCtx)
+	}
 	s.resume()
 	go s.healthLoop(s.bgCtx)
 	err := httpserve.Serve(ctx, ln, s.echo, 10*time.Second, s.log)
@@ -173,9 +182,30 @@ func (s *Server) health(c *echo.Context) error {
 	counts := s.store.Counts()
 	return c.JSON(http.StatusOK, api.Health{
 		Role: "master", Status: "ok", Version: api.Version, Slaves: healthy,
-		Queue: s.pool.QueueDepth(), InFlight: counts[api.StatusAssigned] + counts[api.StatusQueued],
+		Queue: s.queueDepth(), InFlight: counts[api.StatusAssigned] + counts[api.StatusQueued],
 		TasksDone: uint64(counts[api.StatusCompleted] + counts[api.StatusFailed]),
 	})
+}
+
+// admit is pool.Admit counting the tasks waiting to be grouped too.
+func (s *Server) admit() error {
+	if err := s.pool.Admit(); err != nil {
+		return err
+	}
+	if s.coal != nil && s.coal.depth()+s.pool.QueueDepth() >= s.cfg.MaxQueue {
+		return dispatch.ErrQueueFull
+	}
+	return nil
+}
+
+// queueDepth counts the jobs waiting for a slave and the tasks waiting to
+// be grouped.
+func (s *Server) queueDepth() int {
+	n := s.pool.QueueDepth()
+	if s.coal != nil {
+		n += s.coal.depth()
+	}
+	return n
 }
 
 // admitError maps the dispatcher's admission errors to 503 replies.

@@ -245,7 +245,7 @@ func (pc *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, sl.ID)
 		ch <- prometheus.MustNewConstMetric(descDone, prometheus.CounterValue, float64(sl.TasksDone), sl.ID)
 	}
-	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pc.s.pool.QueueDepth()))
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pc.s.queueDepth()))
 	for st, n := range pc.s.store.Counts() {
 		ch <- prometheus.MustNewConstMetric(descStored, prometheus.GaugeValue, float64(n), st)
 	}

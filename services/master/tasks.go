@@ -147,7 +147,7 @@ func (s *Server) submitTask(c *echo.Context) error {
 		}
 		return s.reply(c, id, async)
 	}
-	if err := s.pool.Admit(); err != nil {
+	if err := s.admit(); err != nil {
 		return admitError(err)
 	}
 	now := time.Now().UTC()
@@ -231,27 +231,47 @@ func (s *Server) run(t api.Task, j job) {
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.TaskDeadline)
 	defer cancel()
 	ctx = httpserve.WithRequestID(ctx, j.reqID)
-	var result float64
-	target, tries, err := s.pool.Do(ctx, j.key, func(ctx context.Context, tg dispatch.Target, try int) error {
-		_, _ = s.store.Update(t.ID, func(t *api.Task) {
-			t.Status, t.Slave, t.Attempts = api.StatusAssigned, tg.ID, t.Attempts+1
+	var (
+		result float64
+		target dispatch.Target
+		err    error
+	)
+	// Group tasks only when they would wait anyway (jobs queued for a
+	// slave, or tasks already waiting to be grouped): an idle cluster
+	// answers each task with its own call, at the lowest latency.
+	if s.coal != nil && j.req.Expression != "" && (s.pool.QueueDepth() > 0 || s.coal.depth() > 0) {
+		deadline, _ := ctx.Deadline()
+		o := s.coal.submit(&pending{id: t.ID, expr: j.req.Expression, reqID: j.reqID, deadline: deadline})
+		target.ID = o.slave
+		switch {
+		case o.err != nil:
+			err = o.err
+		case o.evalErr != "":
+			err = evalError{o.evalErr}
+		default:
+			result = o.result
+		}
+	} else {
+		target, _, err = s.pool.Do(ctx, j.key, func(ctx context.Context, tg dispatch.Target, try int) error {
+			_, _ = s.store.Update(t.ID, func(t *api.Task) {
+				t.Status, t.Slave, t.Attempts = api.StatusAssigned, tg.ID, t.Attempts+1
+			})
+			resp, err := s.compute(ctx, tg, j)
+			if err != nil {
+				_, _ = s.store.Update(t.ID, func(t *api.Task) { t.Status = api.StatusQueued })
+				return err
+			}
+			if resp.Error != "" || resp.Result == nil {
+				return dispatch.Permanent(evalError{resp.Error})
+			}
+			result = *resp.Result
+			return nil
 		})
-		resp, err := s.compute(ctx, tg, j)
-		if err != nil {
-			_, _ = s.store.Update(t.ID, func(t *api.Task) { t.Status = api.StatusQueued })
-			return err
-		}
-		if resp.Error != "" || resp.Result == nil {
-			return dispatch.Permanent(evalError{resp.Error})
-		}
-		result = *resp.Result
-		return nil
-	})
+	}
 	if s.bgCtx.Err() != nil && err != nil {
 		s.log.Info("master stopping: task left for the next start", "task", t.ID)
 		return
 	}
-	_ = tries
 	finished := time.Now().UTC()
 	final, _ := s.store.Update(t.ID, func(t *api.Task) {
 		t.FinishedAt = &finished
