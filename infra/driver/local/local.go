@@ -3,7 +3,6 @@
 package local
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -276,32 +275,7 @@ func stop(ns nodeState, timeout time.Duration) error {
 
 // Logs implements driver.Driver: it prints the node's log file.
 func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
-	if _, ok := lab.Node(node); !ok {
-		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
-	}
-	path := filepath.Join(d.Dir, node, node+".log")
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("node %s has no log yet (is the lab up? run lab up)", node)
-		}
-		return fmt.Errorf("open log: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReader(f)
-	for {
-		if _, err := io.Copy(w, r); err != nil {
-			return err
-		}
-		if !follow {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return driver.CopyLog(ctx, lab, node, filepath.Join(d.Dir, node, node+".log"), "log", follow, w)
 }
 
 // SSH implements driver.Driver; local nodes are processes, not machines.

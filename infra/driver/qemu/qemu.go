@@ -33,7 +33,6 @@
 package qemu
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -878,32 +877,7 @@ func stopPID(pid int, bin, mark string, timeout time.Duration) error {
 // Logs implements driver.Driver: for now it prints the node's serial
 // console (kernel, systemd and cloud-init output).
 func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
-	if _, ok := lab.Node(node); !ok {
-		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
-	}
-	path := filepath.Join(d.nodeDir(node), "console.log")
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("node %s has no console log yet (is the lab up? run lab up)", node)
-		}
-		return fmt.Errorf("open console log: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReader(f)
-	for {
-		if _, err := io.Copy(w, r); err != nil {
-			return err
-		}
-		if !follow {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return driver.CopyLog(ctx, lab, node, filepath.Join(d.nodeDir(node), "console.log"), "console log", follow, w)
 }
 
 // SSH implements driver.Driver: it runs OpenSSH's ssh with the lab's
