@@ -54,7 +54,7 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		valid = append(valid, i)
 	}
 	if len(valid) > 0 {
-		if err := s.pool.Admit(); err != nil {
+		if err := s.admit(); err != nil {
 			return admitError(err)
 		}
 		if err := s.runBatch(c.Request().Context(), req.Expressions, valid, results); err != nil {

@@ -159,6 +159,19 @@ type renderStats struct {
 	BusyMS float64 `json:"busy_ms"`
 }
 
+// slaveStats sums a render's tiles per slave.
+type slaveStats map[string]*renderStats
+
+func (m slaveStats) add(res tileResult) {
+	st := m[res.slave]
+	if st == nil {
+		st = &renderStats{}
+		m[res.slave] = st
+	}
+	st.Tiles++
+	st.BusyMS += res.ms
+}
+
 // renderTiles dispatches every tile of the frame through the pool and calls
 // emit (serialised) as each lands. It stops at the first tile that cannot be
 // rendered, or when ctx ends (the client went away).
@@ -272,7 +285,7 @@ func (s *Server) render(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.pool.Admit(); err != nil {
+	if err := s.admit(); err != nil {
 		return admitError(err)
 	}
 	img := image.NewRGBA(image.Rect(0, 0, r.frame.Width, r.frame.Height))
@@ -307,7 +320,7 @@ func (s *Server) render(c *echo.Context) error {
 		}
 		encDone <- enc.Close()
 	}()
-	stats := map[string]*renderStats{}
+	stats := slaveStats{}
 	tiles := 0
 	err = s.renderTiles(c.Request().Context(), r, "raw", func(res tileResult) {
 		w := res.ref.Tile.Width
@@ -320,13 +333,7 @@ func (s *Server) render(c *echo.Context) error {
 				close(ready[band])
 			}
 		}
-		st := stats[res.slave]
-		if st == nil {
-			st = &renderStats{}
-			stats[res.slave] = st
-		}
-		st.Tiles++
-		st.BusyMS += res.ms
+		stats.add(res)
 		tiles++
 	})
 	if err != nil {
@@ -350,7 +357,7 @@ func (s *Server) render(c *echo.Context) error {
 	return c.Blob(http.StatusOK, "image/png", buf.Bytes())
 }
 
-func slaveSummary(stats map[string]*renderStats) string {
+func slaveSummary(stats slaveStats) string {
 	ids := make([]string, 0, len(stats))
 	for id := range stats {
 		ids = append(ids, id)
@@ -386,7 +393,7 @@ func (s *Server) stream(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.pool.Admit(); err != nil {
+	if err := s.admit(); err != nil {
 		return admitError(err)
 	}
 	w := c.Response()
@@ -402,16 +409,10 @@ func (s *Server) stream(c *echo.Context) error {
 		"cx": r.frame.CX, "cy": r.frame.CY, "scale": r.frame.Scale, "max_iter": r.frame.MaxIter, "colormap": r.frame.Colormap,
 	})
 	_ = rc.Flush()
-	stats := map[string]*renderStats{}
+	stats := slaveStats{}
 	n := 0
 	err = s.renderTiles(c.Request().Context(), r, "png", func(res tileResult) {
-		st := stats[res.slave]
-		if st == nil {
-			st = &renderStats{}
-			stats[res.slave] = st
-		}
-		st.Tiles++
-		st.BusyMS += res.ms
+		stats.add(res)
 		n++
 		_ = writeEvent(w, "tile", map[string]any{
 			"n": n, "ox": res.ref.OX, "oy": res.ref.OY, "w": res.ref.Tile.Width, "h": res.ref.Tile.Height,
