@@ -40,16 +40,7 @@ Usage:
 
 Providers: local (default: processes on 127.0.0.1, no root, no network), qemu, hyperv.`
 
-func main() {
-	err := run(os.Args[1:], os.Stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lab:", err)
-		os.Exit(1)
-	}
-}
+func main() { envflag.Exit("lab", run(os.Args[1:], os.Stdout)) }
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,15 +21,7 @@ keeps the registry of slaves (POST /register-slave, GET /slaves) and balances ta
 
 Usage: master [flags]`
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "master:", err)
-		os.Exit(1)
-	}
-}
+func main() { envflag.Exit("master", run(os.Args[1:])) }
 
 func run(args []string) error {
 	cfg := master.Defaults()
@@ -52,20 +43,15 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MandelMaxPixels, "mandel-max-pixels", cfg.MandelMaxPixels, "max pixels (width*height) of one Mandelbrot render")
 	fs.IntVar(&cfg.MandelMaxIter, "mandel-max-iter", cfg.MandelMaxIter, "max iterations of one Mandelbrot render")
 	fs.DurationVar(&cfg.TileTimeout, "tile-timeout", cfg.TileTimeout, "timeout of one try of one Mandelbrot tile on one slave")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	format := fs.String("log-format", "text", "log format: text or json")
-	pprofAddr := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060; empty: off")
-	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
+	svc := envflag.ServiceFlags(fs)
+	if err := svc.Parse(fs, summary, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
 	var err error
 	if cfg.AllowCIDRs, err = master.ParseCIDRs(*cidrs); err != nil {
 		return err
 	}
-	if cfg.Logger, err = envflag.Logger(os.Stderr, *level, *format); err != nil {
+	if cfg.Logger, err = svc.Start(); err != nil {
 		return err
 	}
 	// The task store keeps up to --max-tasks tasks on the heap, which the
@@ -74,7 +60,6 @@ func run(args []string) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	envflag.ServePprof(*pprofAddr, cfg.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return master.Run(ctx, cfg)

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -21,15 +20,7 @@ and deregisters.
 
 Usage: slave [flags]`
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "slave:", err)
-		os.Exit(1)
-	}
-}
+func main() { envflag.Exit("slave", run(os.Args[1:])) }
 
 func run(args []string) error {
 	cfg := slave.Defaults()
@@ -40,23 +31,17 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Advertise, "advertise", "", "URL the master calls this slave at (default http://<listen>)")
 	fs.StringVar(&cfg.Token, "token", "", "shared token to present to the master")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "tasks evaluated at once, reported to the master (default: number of CPUs)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	format := fs.String("log-format", "text", "log format: text or json")
-	pprofAddr := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060; empty: off")
-	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
+	svc := envflag.ServiceFlags(fs)
+	if err := svc.Parse(fs, summary, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
 	}
 	if cfg.Capacity < 1 || cfg.Capacity > 4096 {
 		return fmt.Errorf("--capacity must be from 1 to 4096, got %d", cfg.Capacity)
 	}
 	var err error
-	if cfg.Logger, err = envflag.Logger(os.Stderr, *level, *format); err != nil {
+	if cfg.Logger, err = svc.Start(); err != nil {
 		return err
 	}
-	envflag.ServePprof(*pprofAddr, cfg.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return slave.Run(ctx, cfg)
