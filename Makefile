@@ -6,7 +6,7 @@ NODE     ?=
 LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER))
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
+.PHONY: deps build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
 
 build: ## build bin/master bin/slave bin/lab, and static linux/amd64 services for VMs
 	@mkdir -p $(BIN)/linux-amd64
@@ -45,7 +45,10 @@ unit: ## go test -race over every package (fuzz seed corpora included)
 newman: build ## run the Postman collection against a lab this target starts and stops
 	scripts/newman.sh
 
-test: fmt-check vet unit newman ## the whole suite: what .ci/run calls
+deps: ## install what make test needs: Debian packages (as root) and the pinned npm tools (npm ci)
+	scripts/test-deps.sh
+
+test: deps fmt-check vet unit newman ## the whole suite: what .ci/run calls
 
 bench-calc: build ## calculator benchmark: direct, master, nginx, batch
 	$(GO) run ./scripts/benchcalc
@@ -58,6 +61,7 @@ bench-mandel: build ## Mandelbrot benchmark: seed view, 4K frame vs in-process, 
 
 .PHONY: e2e-vm
 e2e-vm: ## end-to-end test of the lab on QEMU VMs (image, build, up, ssh, newman, failover, down); root for the image
+	@scripts/vm-deps.sh
 	@mkdir -p artifacts
 	@date +%s.%N > artifacts/e2e-vm-start
 	@t0=$$(date +%s.%N); \

@@ -31,13 +31,13 @@ for f in "$COLLECTION" "$ENVIRONMENT"; do
 	[[ -f $f ]] || die "$f is missing"
 done
 
-# newman from PATH, else from npx's cache or a local node_modules; never a download.
-if command -v newman >/dev/null 2>&1; then
+# newman from make deps' node_modules (pinned in package-lock.json), else from PATH; never a download.
+if [[ -x node_modules/.bin/newman ]]; then
+	NEWMAN=(node_modules/.bin/newman)
+elif command -v newman >/dev/null 2>&1; then
 	NEWMAN=(newman)
-elif command -v npx >/dev/null 2>&1 && npx --no-install newman --version >/dev/null 2>&1; then
-	NEWMAN=(npx --no-install newman)
 else
-	die "newman is not installed: run 'npm install -g newman'"
+	die "newman is not installed: run 'make deps' (npm ci of the pinned package.json)"
 fi
 
 # answering reports whether anything accepts connections on the master's port.
