@@ -85,6 +85,31 @@ func (u Unit) Text() string {
 	w("ProtectControlGroups=yes")
 	w("RestrictSUIDSGID=yes")
 	w("LockPersonality=yes")
+	// The rest of the standard hardening (systemd.exec(5)); together they
+	// take `systemd-analyze security` from 7.0 MEDIUM to the score that
+	// TestUnitSecurityExposure checks. The services only listen on TCP and
+	// write their state directory: they need no capability, no other address
+	// family and no system call outside @system-service. ProcSubset=pid is
+	// left out on purpose: the Prometheus process collector reads /proc/stat
+	// (boot time) for process_start_time_seconds.
+	w("CapabilityBoundingSet=")
+	w("AmbientCapabilities=")
+	w("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX")
+	w("SystemCallFilter=@system-service")
+	w("SystemCallErrorNumber=EPERM")
+	w("SystemCallArchitectures=native")
+	w("ProtectClock=yes")
+	w("ProtectHostname=yes")
+	w("ProtectKernelLogs=yes")
+	w("ProtectProc=invisible")
+	w("RestrictNamespaces=yes")
+	w("RestrictRealtime=yes")
+	w("MemoryDenyWriteExecute=yes")
+	w("PrivateUsers=yes")
+	w("RemoveIPC=yes")
+	w("DevicePolicy=closed")
+	w("KeyringMode=private")
+	w("UMask=0077")
 	w("")
 	w("[Install]")
 	w("WantedBy=multi-user.target")

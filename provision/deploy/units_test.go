@@ -4,7 +4,10 @@ import (
 	"flag"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -211,5 +214,41 @@ func TestQuote(t *testing.T) {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestUnitSecurityExposure scores each unit with systemd's own
+// `systemd-analyze security --offline=true` (systemd >= 250) and holds it
+// to at most 2.0 ("OK"); the VM e2e scores the installed units again on the
+// guests' systemd. It is skipped only where systemd-analyze is missing.
+func TestUnitSecurityExposure(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (Debian package systemd)")
+	}
+	exposure := regexp.MustCompile(`exposure level for [^:]*: ([0-9.]+)`)
+	for _, role := range []string{spec.RoleMaster, spec.RoleSlave} {
+		t.Run(role, func(t *testing.T) {
+			u, err := UnitFor(role)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), u.Name)
+			if err := os.WriteFile(path, []byte(u.Text()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+			if err != nil {
+				t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+			}
+			m := exposure.FindSubmatch(out)
+			if m == nil {
+				t.Fatalf("no exposure level in:\n%s", out)
+			}
+			x, err := strconv.ParseFloat(string(m[1]), 64)
+			if err != nil || x > 2.0 {
+				t.Errorf("%s: exposure %s, want <= 2.0:\n%s", u.Name, m[1], out)
+			}
+		})
 	}
 }

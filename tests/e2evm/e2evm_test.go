@@ -488,7 +488,9 @@ func (e *e2e) sshChecks(invocations map[string]string) string {
 		}
 		fmt.Fprintf(&script, "echo \"== active $(sudo -n systemctl is-active %s)\"; ", n.unit)
 		fmt.Fprintf(&script, "echo \"== enabled $(sudo -n systemctl is-enabled %s)\"; ", n.unit)
-		fmt.Fprintf(&script, "echo \"== invocation $(sudo -n systemctl show -P InvocationID %s)\"", n.unit)
+		fmt.Fprintf(&script, "echo \"== invocation $(sudo -n systemctl show -P InvocationID %s)\"; ", n.unit)
+		// The hardened unit, scored on the VM by its own systemd.
+		fmt.Fprintf(&script, "echo \"== exposure $(sudo -n systemd-analyze security %s --no-pager | sed -n 's/.*exposure level for [^:]*: \\([0-9.]*\\).*/\\1/p')\"", n.unit)
 		wg.Go(func() {
 			out, err := e.ssh(n.name, script.String())
 			results[i] = res{out, err}
@@ -519,6 +521,11 @@ func (e *e2e) sshChecks(invocations map[string]string) string {
 		}
 		if !strings.Contains(out, "== enabled enabled\n") {
 			e.t.Errorf("%s: %s is not enabled", n.name, n.unit)
+		}
+		if m := re(`== exposure ([0-9.]+)`).FindStringSubmatch(out); m == nil {
+			e.t.Errorf("%s: systemd-analyze security %s printed no exposure level", n.name, n.unit)
+		} else if x, _ := strconv.ParseFloat(m[1], 64); x > 2.0 {
+			e.t.Errorf("%s: %s exposure %s, want <= 2.0 (systemd-analyze security)", n.name, n.unit, m[1])
 		}
 		if m := re(`== invocation ([0-9a-f]{32})`).FindStringSubmatch(out); m != nil {
 			invocations[n.name] = m[1]
