@@ -48,7 +48,7 @@ newman: build ## run the Postman collection against a lab this target starts and
 deps: ## install what make test needs: Debian packages (as root) and the pinned npm tools (npm ci)
 	scripts/test-deps.sh
 
-test: deps fmt-check vet unit newman ## the whole suite: what .ci/run calls
+test: deps fmt-check vet unit newman vagrant-check ## the whole suite: what .ci/run calls
 
 bench-calc: build ## calculator benchmark: direct, master, nginx, batch
 	$(GO) run ./scripts/benchcalc
@@ -71,3 +71,12 @@ e2e-vm: ## end-to-end test of the lab on QEMU VMs (image, build, up, ssh, newman
 	CALCLAB_E2E_VM=1 CALCLAB_E2E_MAKE_START=$$(cat artifacts/e2e-vm-start) \
 		CALCLAB_E2E_IMAGE_SECONDS=$$(cat artifacts/e2e-vm-image.seconds) \
 		$(GO) test -count=1 -timeout 40m -v ./tests/e2evm/
+
+.PHONY: vagrant-check
+vagrant-check: build ## vagrant validate + every machine's Hyper-V settings through Vagrant's own config classes
+	@if ! command -v vagrant >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends vagrant >/dev/null; \
+	  else echo "vagrant-check: skipped: vagrant is not installed (as root: apt-get install vagrant)"; exit 0; fi; \
+	fi; \
+	vagrant validate --ignore-provider && ruby scripts/vagrant-check.rb && \
+	$(GO) test -count=1 -run TestVagrantCheck ./infra/vagrant/

@@ -21,6 +21,8 @@ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need+=(node
 # node-gyp builds tree-sitter's native binding.
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+# make vagrant-check: Debian's vagrant (and its ruby) validates the Vagrantfile.
+command -v vagrant >/dev/null 2>&1 || need+=(vagrant)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
