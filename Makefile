@@ -6,7 +6,10 @@ NODE     ?=
 LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER))
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: deps build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
+.PHONY: deps tools build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
+
+tools: ## pulumi and terraform CLIs for the IaC engines, built once into ~/.cache/calclab/bin (or taken from PATH)
+	GO=$(GO) scripts/tools.sh
 
 build: ## build bin/master bin/slave bin/lab, and static linux/amd64 services for VMs
 	@mkdir -p $(BIN)/linux-amd64
@@ -48,7 +51,7 @@ newman: build ## run the Postman collection against a lab this target starts and
 deps: ## install what make test needs: Debian packages (as root) and the pinned npm tools (npm ci)
 	scripts/test-deps.sh
 
-test: deps fmt-check vet unit newman vagrant-check ## the whole suite: what .ci/run calls
+test: deps tools fmt-check vet unit newman vagrant-check ## the whole suite: what .ci/run calls
 
 bench-calc: build ## calculator benchmark: direct, master, nginx, batch
 	$(GO) run ./scripts/benchcalc
