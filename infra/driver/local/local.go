@@ -282,3 +282,38 @@ func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bo
 func (d *Driver) SSH(context.Context, *spec.Lab, string, []string) error {
 	return fmt.Errorf("ssh into a local node: %w (local nodes are processes on this machine; use lab logs, or --provider qemu for VMs)", driver.ErrUnsupported)
 }
+
+// StopNode stops one node's process and forgets it, keeping its files
+// (log, data) for the next start; the other nodes are left alone.
+func (d *Driver) StopNode(_ context.Context, _ *spec.Lab, node string) error {
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	timeout := d.StopTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	ns, ok := st.Nodes[node]
+	if !ok {
+		return nil
+	}
+	if err := stop(ns, timeout); err != nil {
+		return fmt.Errorf("node %s: stop: %w", node, err)
+	}
+	delete(st.Nodes, node)
+	return d.save(st)
+}
+
+// DeleteNode stops one node's process and removes its files, leaving the
+// other nodes alone (the resource model deletes nodes one at a time).
+// Calling it again does nothing.
+func (d *Driver) DeleteNode(ctx context.Context, lab *spec.Lab, node string) error {
+	if err := d.StopNode(ctx, lab, node); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(d.Dir, node)); err != nil {
+		return fmt.Errorf("node %s: remove files: %w", node, err)
+	}
+	return nil
+}

@@ -1000,12 +1000,23 @@ func (d *Driver) renderSSHConfig(lab *spec.Lab, st *state) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# calclab lab %s (qemu provider); use: ssh -F %s <node>\n", lab.Name, filepath.Join(filepath.Dir(kh), "ssh_config"))
-	for _, n := range lab.Nodes {
-		ns := st.Nodes[n.Name]
+	// Every node in the state, so a lab brought up one node at a time (the
+	// resource model) lists them all: lab.yaml's order first, then the rest.
+	names := lab.NodeNames()
+	var extra []string
+	for name := range st.Nodes {
+		if !slices.Contains(names, name) {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	names = append(names, extra...)
+	for _, name := range names {
+		ns := st.Nodes[name]
 		if ns == nil || ns.SSHPort == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\nHost %s\n", n.Name)
+		fmt.Fprintf(&b, "\nHost %s\n", name)
 		fmt.Fprintf(&b, "  HostName 127.0.0.1\n  Port %d\n  User %s\n", ns.SSHPort, lab.SSHUser)
 		fmt.Fprintf(&b, "  IdentityFile %s\n  IdentitiesOnly yes\n", quoteSSH(key))
 		fmt.Fprintf(&b, "  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n", quoteSSH(kh))
@@ -1030,4 +1041,42 @@ func (d *Driver) writeSSHConfig(lab *spec.Lab, st *state) error {
 		return err
 	}
 	return os.WriteFile(d.sshConfigPath(), []byte(cfg), 0o644)
+}
+
+// DeleteNode stops one node's VM and removes its files (overlay, seed,
+// logs), leaving the switch and the other nodes alone (the resource model
+// deletes nodes one at a time; Down removes what is shared). Calling it
+// again does nothing.
+func (d *Driver) DeleteNode(_ context.Context, lab *spec.Lab, node string) error {
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	timeout := d.StopTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	dir := d.nodeDir(node)
+	if ns := st.Nodes[node]; ns != nil {
+		if err := stopPID(ns.PID, d.qemuBin(), ns.Disk, timeout); err != nil {
+			return fmt.Errorf("node %s: stop: %w", node, err)
+		}
+		if ns.Dir != "" {
+			dir = ns.Dir
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "qemu.pid")); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err := stopPID(pid, d.qemuBin(), filepath.Join(dir, "disk.qcow2"), timeout); err != nil {
+			return fmt.Errorf("node %s: stop: %w", node, err)
+		}
+	}
+	delete(st.Nodes, node)
+	if err := d.save(st); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("node %s: remove files: %w", node, err)
+	}
+	return d.writeSSHConfig(lab, st)
 }
