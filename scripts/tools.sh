@@ -29,28 +29,31 @@ first_on_path() {
 	return 1
 }
 
-t0=$(date +%s)
-if p=$(first_on_path pulumi) && v=$(pulumi_version "$p") && [ -n "$v" ] && ver_ge "$v" "$PULUMI_VERSION"; then
-	echo "tools: pulumi $v on PATH ($p)"
-elif [ -x "$BIN/pulumi" ] && [ "$(pulumi_version "$BIN/pulumi")" = "v$PULUMI_VERSION" ]; then
-	echo "tools: pulumi v$PULUMI_VERSION (cached in $BIN)"
-else
-	echo "tools: building pulumi v$PULUMI_VERSION from the module proxy into $BIN (once; several CPU-minutes)"
+build_pulumi() {
 	(cd "$ROOT/tools/pulumi" && "$GO" build \
 		-ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
 		-o "$BIN/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 	mv "$BIN/pulumi.tmp" "$BIN/pulumi"
-	echo "tools: pulumi $(pulumi_version "$BIN/pulumi") built in $(($(date +%s) - t0))s"
-fi
+}
 
-t1=$(date +%s)
-if p=$(first_on_path terraform) && v=$(terraform_version "$p") && [ -n "$v" ] && ver_ge "$v" "$TERRAFORM_MIN"; then
-	echo "tools: terraform $v on PATH ($p)"
-elif [ -x "$BIN/terraform" ] && [ "$(terraform_version "$BIN/terraform")" = "$TERRAFORM_VERSION" ]; then
-	echo "tools: terraform $TERRAFORM_VERSION (cached in $BIN)"
-else
-	echo "tools: building terraform v$TERRAFORM_VERSION from the module proxy into $BIN (once; several CPU-minutes)"
-	# go install pkg@version ignores the current module and its go.mod.
-	GOBIN="$BIN" "$GO" install "github.com/hashicorp/terraform@v$TERRAFORM_VERSION"
-	echo "tools: terraform $(terraform_version "$BIN/terraform") built in $(($(date +%s) - t1))s"
-fi
+# go install pkg@version ignores the current module and its go.mod.
+build_terraform() { GOBIN="$BIN" "$GO" install "github.com/hashicorp/terraform@v$TERRAFORM_VERSION"; }
+
+# ensure NAME MIN WANT: NAME >= MIN from PATH, else our cached build of
+# version WANT, else build it (NAME_version and build_NAME do the work).
+ensure() {
+	local name=$1 min=$2 want=$3 p v t0
+	t0=$(date +%s)
+	if p=$(first_on_path "$name") && v=$("${name}_version" "$p") && [ -n "$v" ] && ver_ge "$v" "$min"; then
+		echo "tools: $name $v on PATH ($p)"
+	elif [ -x "$BIN/$name" ] && [ "$("${name}_version" "$BIN/$name")" = "$want" ]; then
+		echo "tools: $name $want (cached in $BIN)"
+	else
+		echo "tools: building $name $want from the module proxy into $BIN (once; several CPU-minutes)"
+		"build_$name"
+		echo "tools: $name $("${name}_version" "$BIN/$name") built in $(($(date +%s) - t0))s"
+	fi
+}
+
+ensure pulumi "$PULUMI_VERSION" "v$PULUMI_VERSION"
+ensure terraform "$TERRAFORM_MIN" "$TERRAFORM_VERSION"
