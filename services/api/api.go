@@ -19,6 +19,25 @@ const (
 	StatusFailed    = "failed"
 )
 
+// Failure reasons of a failed task (Task.Reason): a client tells what
+// happened from this field, never from the error text.
+const (
+	// ReasonEvaluation: a slave evaluated the task and the expression has
+	// no value (division by zero, result not finite). Final: submitting it
+	// again gives the same answer. A synchronous reply is 422.
+	ReasonEvaluation = "evaluation"
+	// ReasonDeadline: the task did not finish within the task deadline
+	// (every slave busy or failing for that long). A synchronous reply is 503.
+	ReasonDeadline = "deadline"
+	// ReasonUnavailable: no slave could run the task (none left, or every
+	// one it was tried on failed). A synchronous reply is 503.
+	ReasonUnavailable = "unavailable"
+	// ReasonInvalid: a task found unfinished at start whose stored request
+	// cannot be run again (written by a master older than the stored
+	// request, or unreadable). Submit it again.
+	ReasonInvalid = "invalid"
+)
+
 // Slave statuses, as shown by GET /slaves.
 const (
 	SlaveFree     = "free"
@@ -58,11 +77,14 @@ type SubmitRequest struct {
 
 // Task is one calculator task as the master stores and reports it.
 type Task struct {
-	ID         string     `json:"task_id"`
-	Expression string     `json:"expression"`
-	Status     string     `json:"status"`
-	Result     *float64   `json:"result,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	ID         string   `json:"task_id"`
+	Expression string   `json:"expression"`
+	Status     string   `json:"status"`
+	Result     *float64 `json:"result,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	// Reason classifies a failure (one of the Reason constants); set
+	// exactly when Status is failed.
+	Reason     string     `json:"reason,omitempty"`
 	Slave      string     `json:"slave,omitempty"`
 	Attempts   int        `json:"attempts"`
 	CreatedAt  time.Time  `json:"created_at"`
@@ -169,15 +191,78 @@ type ComputeBatchResponse struct {
 	Slave   string      `json:"slave,omitempty"`
 }
 
+// Health statuses of GET /health.
+const (
+	HealthOK = "ok"
+	// HealthDegraded: the master serves reads but refuses new tasks (503),
+	// for the reason in Health.Detail (its task store cannot write).
+	HealthDegraded = "degraded"
+)
+
 // Health is the body of GET /health on both services.
 type Health struct {
-	ID        string `json:"id,omitempty"`
-	Role      string `json:"role"`
-	Status    string `json:"status"`
+	ID     string `json:"id,omitempty"`
+	Role   string `json:"role"`
+	Status string `json:"status"`
+	// Detail says why Status is not ok.
+	Detail    string `json:"detail,omitempty"`
 	InFlight  int    `json:"in_flight"`
 	Capacity  int    `json:"capacity,omitempty"`
 	TasksDone uint64 `json:"tasks_done"`
 	Version   string `json:"version"`
 	Slaves    int    `json:"slaves"`
 	Queue     int    `json:"queue_depth"`
+}
+
+// Server-Sent Event names of GET /mandelbrot/stream, in the order they come:
+// one start, one tile per tile as it lands, then done or error.
+const (
+	EventStart = "start"
+	EventTile  = "tile"
+	EventDone  = "done"
+	EventError = "error"
+)
+
+// StreamStart is the data of the "start" event: the frame and its tile grid.
+type StreamStart struct {
+	Width    int     `json:"width"`
+	Height   int     `json:"height"`
+	Tiles    int     `json:"tiles"`
+	Tile     int     `json:"tile"`
+	CX       float64 `json:"cx"`
+	CY       float64 `json:"cy"`
+	Scale    float64 `json:"scale"`
+	MaxIter  int     `json:"max_iter"`
+	Colormap string  `json:"colormap"`
+}
+
+// StreamTile is the data of one "tile" event.
+type StreamTile struct {
+	N        int     `json:"n"` // 1-based arrival order
+	OX       int     `json:"ox"`
+	OY       int     `json:"oy"`
+	W        int     `json:"w"`
+	H        int     `json:"h"`
+	Slave    string  `json:"slave"`
+	MS       float64 `json:"ms"`
+	Attempts int     `json:"attempts"`
+	PNG      string  `json:"png"` // base64 PNG of the tile
+}
+
+// RenderStats sums up one slave's share of a render.
+type RenderStats struct {
+	Tiles  int     `json:"tiles"`
+	BusyMS float64 `json:"busy_ms"`
+}
+
+// StreamDone is the data of the "done" event.
+type StreamDone struct {
+	Tiles  int                    `json:"tiles"`
+	MS     float64                `json:"ms"`
+	Slaves map[string]RenderStats `json:"slaves"`
+}
+
+// StreamError is the data of the "error" event: the render stopped.
+type StreamError struct {
+	Error string `json:"error"`
 }

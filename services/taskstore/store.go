@@ -1,12 +1,26 @@
 // Package taskstore keeps the master's calculator tasks in memory and in an
-// embedded bbolt file, written in groups so that no disk sync sits on any
-// task's path.
+// embedded bbolt file, written in groups: many changes share one
+// transaction (one fsync).
 //
 // Every change is applied to memory at once and queued; a single writer
-// flushes the queue in one bbolt transaction (one fsync) every FlushEvery.
-// A crash therefore loses at most the changes of the last FlushEvery (plus
-// a flush in progress); Close flushes everything, so a clean stop loses
-// nothing.
+// writes the queue in one bbolt transaction every FlushEvery (sooner when
+// many changes wait). What holds:
+//
+//   - Durable acknowledgement. Durable(id) returns once the commit holding
+//     the task's creation is on disk, so a caller that acknowledges only
+//     then (the master's async 202) never acknowledges a task a crash can
+//     lose. Every task created in the same window shares that one commit.
+//   - Backpressure. Create waits while the writer is behind (a write has
+//     taken longer than FlushEvery, or MaxPending changes wait), so the
+//     changes not yet on disk stay bounded whatever the disk does.
+//   - No dropped write. A write that fails is kept and retried (backoff up
+//     to two seconds) until it succeeds; meanwhile Err reports the failure
+//     and Create refuses new tasks with ErrUnavailable. When the disk
+//     accepts writes again, the store recovers by itself.
+//   - Retention by count and by size: past MaxTasks tasks or MaxBytes of
+//     stored tasks, the oldest finished ones are dropped.
+//
+// Close writes everything still queued, so a clean stop loses nothing.
 package taskstore
 
 import (
@@ -29,8 +43,15 @@ import (
 
 var bucketTasks = []byte("tasks")
 
-// ErrNotFound is returned for an unknown task id.
-var ErrNotFound = errors.New("task not found")
+// Errors of the store.
+var (
+	// ErrNotFound is returned for an unknown task id.
+	ErrNotFound = errors.New("task not found")
+	// ErrUnavailable wraps the disk error while the store cannot write.
+	ErrUnavailable = errors.New("task store cannot write")
+	// ErrClosed is returned by Create after Close.
+	ErrClosed = errors.New("task store is closed")
+)
 
 // Options tunes a Store.
 type Options struct {
@@ -39,28 +60,89 @@ type Options struct {
 	// MaxTasks bounds retention: past it the oldest finished tasks are
 	// dropped (default 100000).
 	MaxTasks int
-	// Logger receives flush errors (default slog.Default()).
+	// MaxBytes bounds retention by size, counted as the bytes of the
+	// tasks' expressions and stored requests plus a fixed overhead per
+	// task (default 256 MiB).
+	MaxBytes int64
+	// MaxPending is how many queued changes make Create wait for the
+	// writer (default 16384); a quarter of it starts a write at once.
+	MaxPending int
+	// Logger receives write errors (default slog.Default()).
 	Logger *slog.Logger
 }
+
+// Request is the original submission, stored with its task so that a task
+// found unfinished at start runs again exactly as it was submitted.
+type Request struct {
+	Expression string         `json:"expression,omitempty"`
+	Operation  *api.Operation `json:"operation,omitempty"`
+	HashKey    string         `json:"hash_key,omitempty"`
+	RequestID  string         `json:"request_id,omitempty"`
+}
+
+// Empty reports whether r holds no task (a record written before requests
+// were stored).
+func (r Request) Empty() bool { return r.Expression == "" && r.Operation == nil }
+
+// Size is what r counts against MaxBytes (and what the master caps).
+func (r Request) Size() int {
+	n := len(r.Expression) + len(r.HashKey) + len(r.RequestID)
+	if r.Operation != nil {
+		n += len(r.Operation.Operation) + 24*len(r.Operation.Operands)
+	}
+	return n
+}
+
+// Record is a stored task with its request.
+type Record struct {
+	Task    api.Task
+	Request Request
+}
+
+// entryOverhead is what one task costs beyond its strings (struct, map
+// entry, order slot), for MaxBytes.
+const entryOverhead = 400
 
 type entry struct {
 	Seq  uint64   `json:"seq"`
 	Task api.Task `json:"task"`
+	Req  *Request `json:"request,omitempty"`
+
+	commit *commit // the commit that writes its creation; nil: on disk
+	size   int64
 }
+
+// commit is one write of the queue: done closes when it is on disk (err
+// nil) or has failed (err set; its changes are queued again).
+type commit struct {
+	done chan struct{}
+	err  error
+}
+
+func newCommit() *commit { return &commit{done: make(chan struct{})} }
 
 // Store holds tasks in memory, persisted to bbolt by a group-commit writer.
 type Store struct {
 	opts Options
 	db   *bolt.DB
 
-	mu      sync.Mutex
-	tasks   map[string]*entry
-	order   []string // ids by creation, oldest first (may hold dropped ids)
-	seq     uint64
-	pending map[string]*entry // nil value: delete
-	waiters map[string]chan struct{}
-	counts  map[string]int
-	scanned int // entries pruneLocked looked at (tests: pruning stays amortised)
+	mu       sync.Mutex
+	tasks    map[string]*entry
+	order    []string // ids by creation, oldest first (may hold dropped ids)
+	seq      uint64
+	bytes    int64
+	pending  map[string]*entry // nil value: delete
+	waiters  map[string]chan struct{}
+	counts   map[string]int
+	scanned  int     // entries pruneLocked looked at (tests: pruning stays amortised)
+	cur      *commit // the commit gathering the changes queued now
+	writing  time.Time
+	progress chan struct{} // closed and replaced after every write
+	failErr  error         // last write error; nil once a write succeeds
+	failures uint64        // writes that failed
+	closing  bool
+
+	fault func() error // tests: makes a write fail as a disk error would (set under mu)
 
 	kick    chan struct{}
 	closed  chan struct{}
@@ -76,6 +158,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxTasks <= 0 {
 		opts.MaxTasks = 100000
 	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 256 << 20
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 16384
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -87,15 +175,17 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("taskstore: open %s: %w", filepath.Join(dir, "tasks.db"), err)
 	}
 	s := &Store{
-		opts:    opts,
-		db:      db,
-		tasks:   make(map[string]*entry),
-		pending: make(map[string]*entry),
-		waiters: make(map[string]chan struct{}),
-		counts:  make(map[string]int),
-		kick:    make(chan struct{}, 1),
-		closed:  make(chan struct{}),
-		stopped: make(chan struct{}),
+		opts:     opts,
+		db:       db,
+		tasks:    make(map[string]*entry),
+		pending:  make(map[string]*entry),
+		waiters:  make(map[string]chan struct{}),
+		counts:   make(map[string]int),
+		cur:      newCommit(),
+		progress: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		closed:   make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -107,12 +197,25 @@ func Open(dir string, opts Options) (*Store, error) {
 
 func (s *Store) load() error {
 	var all []*entry
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketTasks)
-		if err != nil {
+	// A store that exists is only read, so a full disk does not stop a
+	// master from starting and serving what it has.
+	exists := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		exists = tx.Bucket(bucketTasks) != nil
+		return nil
+	})
+	var err error
+	if !exists {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket(bucketTasks)
 			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("taskstore: create bucket: %w", err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTasks).ForEach(func(k, v []byte) error {
 			e := new(entry)
 			if err := json.Unmarshal(v, e); err != nil {
 				s.opts.Logger.Warn("taskstore: skipping unreadable record", "key", string(k), "err", err)
@@ -127,6 +230,8 @@ func (s *Store) load() error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	for _, e := range all {
+		e.size = entrySize(e.Task, e.Req)
+		s.bytes += e.size
 		s.tasks[e.Task.ID] = e
 		s.order = append(s.order, e.Task.ID)
 		s.counts[e.Task.Status]++
@@ -137,24 +242,135 @@ func (s *Store) load() error {
 	return nil
 }
 
-// Create stores t unless a task with its id exists. It returns the stored
-// task and whether it was created now (false: an existing task was found,
-// which makes client-chosen ids idempotent).
-func (s *Store) Create(t api.Task) (api.Task, bool) {
+func entrySize(t api.Task, r *Request) int64 {
+	n := int64(entryOverhead + len(t.ID) + len(t.Expression) + len(t.Error))
+	if r != nil {
+		n += int64(r.Size())
+	}
+	return n
+}
+
+// Create stores t with the request it came from, unless a task with its id
+// exists. It returns the stored task and whether it was created now (false:
+// an existing task was found, which makes client-chosen ids idempotent).
+//
+// Create waits while the writer is behind (ctx bounds the wait), and
+// refuses with ErrUnavailable while the store cannot write. The new task is
+// in memory at once and on disk once Durable(t.ID) returns nil.
+func (s *Store) Create(ctx context.Context, t api.Task, req Request) (api.Task, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.tasks[t.ID]; ok {
-		return e.Task, false
+	for {
+		if e, ok := s.tasks[t.ID]; ok {
+			return e.Task, false, nil
+		}
+		if s.closing {
+			return api.Task{}, false, ErrClosed
+		}
+		if err := s.errLocked(); err != nil {
+			return api.Task{}, false, err
+		}
+		if !s.behindLocked() {
+			break
+		}
+		ch := s.progress
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return api.Task{}, false, fmt.Errorf("waiting for the task store's writer: %w", ctx.Err())
+		}
+		s.mu.Lock()
 	}
 	s.seq++
-	e := &entry{Seq: s.seq, Task: t}
+	e := &entry{Seq: s.seq, Task: t, commit: s.cur}
+	if !req.Empty() {
+		r := req
+		e.Req = &r
+	}
+	e.size = entrySize(t, e.Req)
+	s.bytes += e.size
 	s.tasks[t.ID] = e
 	s.order = append(s.order, t.ID)
 	s.counts[t.Status]++
 	s.pending[t.ID] = e
 	s.pruneLocked()
 	s.signal()
-	return t, true
+	return t, true, nil
+}
+
+// behindLocked says whether the writer is behind: a write has been running
+// for longer than the flush interval, or too many changes wait.
+func (s *Store) behindLocked() bool {
+	if len(s.pending) >= s.opts.MaxPending {
+		return true
+	}
+	return !s.writing.IsZero() && time.Since(s.writing) > s.opts.FlushEvery
+}
+
+func (s *Store) errLocked() error {
+	if s.failErr == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, s.failErr)
+}
+
+// Err is nil while the store writes, and wraps ErrUnavailable and the last
+// disk error while its writes fail.
+func (s *Store) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.errLocked()
+}
+
+// WriteFailures is the number of writes that failed (each is retried).
+func (s *Store) WriteFailures() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failures
+}
+
+// Durable waits until the creation of the task with the given id is on
+// disk. It returns an error wrapping ErrUnavailable when the write holding
+// it failed (the change stays queued and is retried), or ctx's error.
+func (s *Store) Durable(ctx context.Context, id string) error {
+	s.mu.Lock()
+	e, ok := s.tasks[id]
+	if !ok {
+		s.mu.Unlock()
+		return ErrNotFound
+	}
+	c := e.commit
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Abandon forgets a task whose creation was never acknowledged (its write
+// failed): it is removed from memory and from disk, and waiters wake up.
+func (s *Store) Abandon(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.tasks[id]
+	if !ok {
+		return
+	}
+	delete(s.tasks, id)
+	s.counts[e.Task.Status]--
+	s.bytes -= e.size
+	s.pending[id] = nil
+	if ch, ok := s.waiters[id]; ok {
+		close(ch)
+		delete(s.waiters, id)
+	}
 }
 
 // Update applies fn to the stored task with the given id and returns the
@@ -219,7 +435,10 @@ func (s *Store) Wait(ctx context.Context, id string) (api.Task, error) {
 	case <-ch:
 	case <-ctx.Done():
 	}
-	t, _ := s.Get(id)
+	t, ok := s.Get(id)
+	if !ok {
+		return api.Task{}, ErrNotFound
+	}
 	return t, nil
 }
 
@@ -261,15 +480,19 @@ func (s *Store) List(status string, limit int, cursor string) (api.TaskList, err
 	return out, nil
 }
 
-// Unfinished returns the tasks that were not final, oldest first: after a
-// restart these are the ones to run again.
-func (s *Store) Unfinished() []api.Task {
+// Unfinished returns the tasks that were not final with their requests,
+// oldest first: after a restart these are the ones to run again.
+func (s *Store) Unfinished() []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []api.Task
+	var out []Record
 	for _, id := range s.order {
 		if e, ok := s.tasks[id]; ok && !e.Task.Done() {
-			out = append(out, e.Task)
+			r := Record{Task: e.Task}
+			if e.Req != nil {
+				r.Request = *e.Req
+			}
+			out = append(out, r)
 		}
 	}
 	return out
@@ -286,19 +509,20 @@ func (s *Store) Counts() map[string]int {
 	return m
 }
 
-// pruneLocked keeps the store within MaxTasks. Past it, it drops the
-// oldest finished tasks until a tenth of MaxTasks is free again, so the
+// pruneLocked keeps the store within MaxTasks and MaxBytes. Past either, it drops the
+// oldest finished tasks until a tenth of both is free again, so the
 // scan runs once per MaxTasks/10 creations, not on every one (a scan per
 // creation cost a busy master ~40% of its CPU). Unfinished tasks are never
 // dropped.
 func (s *Store) pruneLocked() {
-	if len(s.tasks) <= s.opts.MaxTasks {
+	if len(s.tasks) <= s.opts.MaxTasks && s.bytes <= s.opts.MaxBytes {
 		return
 	}
 	target := s.opts.MaxTasks - max(s.opts.MaxTasks/10, 1)
+	targetBytes := s.opts.MaxBytes - s.opts.MaxBytes/10
 	var kept []string
 	i := 0
-	for ; i < len(s.order) && len(s.tasks) > target; i++ {
+	for ; i < len(s.order) && (len(s.tasks) > target || s.bytes > targetBytes); i++ {
 		s.scanned++
 		id := s.order[i]
 		e, ok := s.tasks[id]
@@ -308,6 +532,7 @@ func (s *Store) pruneLocked() {
 		if e.Task.Done() {
 			delete(s.tasks, id)
 			s.counts[e.Task.Status]--
+			s.bytes -= e.size
 			s.pending[id] = nil
 			continue
 		}
@@ -322,7 +547,7 @@ func (s *Store) pruneLocked() {
 }
 
 func (s *Store) signal() {
-	if len(s.pending) >= 4096 {
+	if len(s.pending) >= s.opts.MaxPending/4 {
 		select {
 		case s.kick <- struct{}{}:
 		default:
@@ -330,54 +555,114 @@ func (s *Store) signal() {
 	}
 }
 
+// maxRetryDelay bounds the backoff between retries of a failed write.
+const maxRetryDelay = 2 * time.Second
+
 func (s *Store) writer() {
 	defer close(s.stopped)
-	t := time.NewTicker(s.opts.FlushEvery)
-	defer t.Stop()
+	delay := s.opts.FlushEvery
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	kick := s.kick
 	for {
 		select {
-		case <-t.C:
-		case <-s.kick:
+		case <-timer.C:
+		case <-kick:
+			timer.Stop()
 		case <-s.closed:
 			if err := s.Flush(); err != nil {
-				s.opts.Logger.Error("taskstore: final flush failed", "err", err)
+				s.opts.Logger.Error("taskstore: final write failed; queued changes are lost", "err", err)
 			}
 			return
 		}
 		if err := s.Flush(); err != nil {
-			s.opts.Logger.Error("taskstore: flush failed", "err", err)
+			// Retry with backoff; no early writes until one succeeds.
+			delay = min(max(2*delay, 50*time.Millisecond), maxRetryDelay)
+			kick = nil
+			s.opts.Logger.Error("taskstore: write failed; retrying, new tasks refused until it succeeds", "err", err, "retry_in", delay)
+		} else {
+			if kick == nil {
+				s.opts.Logger.Info("taskstore: writes succeed again")
+			}
+			delay, kick = s.opts.FlushEvery, s.kick
 		}
+		timer.Reset(delay)
 	}
 }
 
-// Flush writes every queued change in one transaction.
+type rec struct {
+	key []byte
+	val []byte // nil: delete
+	e   *entry
+}
+
+// Flush writes every queued change in one transaction. When the write
+// fails, the changes are queued again (unless newer ones replaced them) and
+// the error is returned; nothing is dropped.
 func (s *Store) Flush() error {
 	s.mu.Lock()
 	if len(s.pending) == 0 {
 		s.mu.Unlock()
 		return nil
 	}
-	type rec struct {
-		key []byte
-		val []byte
-	}
+	c := s.cur
+	s.cur = newCommit()
 	recs := make([]rec, 0, len(s.pending))
 	for id, e := range s.pending {
-		r := rec{key: []byte(id)}
+		r := rec{key: []byte(id), e: e}
 		if e != nil {
 			v, err := json.Marshal(e)
 			if err != nil {
-				s.mu.Unlock()
-				return fmt.Errorf("taskstore: encode %s: %w", id, err)
+				// Cannot happen for api.Task; never retry it forever.
+				s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", id, "err", err)
+				continue
 			}
 			r.val = v
 		}
 		recs = append(recs, r)
 	}
 	clear(s.pending)
+	s.writing = time.Now()
+	fault := s.fault
 	s.mu.Unlock()
+
+	err := s.write(recs, fault)
+
+	s.mu.Lock()
+	s.writing = time.Time{}
+	if err != nil {
+		err = fmt.Errorf("taskstore: write %d records: %w", len(recs), err)
+		for _, r := range recs {
+			id := string(r.key)
+			if _, newer := s.pending[id]; newer {
+				continue
+			}
+			s.pending[id] = r.e
+			if r.e != nil && r.e.commit == c {
+				r.e.commit = s.cur
+			}
+		}
+		s.failErr = err
+		s.failures++
+		c.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+	} else {
+		s.failErr = nil
+	}
+	close(c.done)
+	close(s.progress)
+	s.progress = make(chan struct{})
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Store) write(recs []rec, fault func() error) error {
+	if fault != nil {
+		if err := fault(); err != nil {
+			return err
+		}
+	}
 	sort.Slice(recs, func(i, j int) bool { return string(recs[i].key) < string(recs[j].key) })
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTasks)
 		for _, r := range recs {
 			var err error
@@ -392,16 +677,16 @@ func (s *Store) Flush() error {
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("taskstore: write %d records: %w", len(recs), err)
-	}
-	return nil
 }
 
-// Close flushes pending changes and closes the file.
+// Close writes the queued changes and closes the file. Create fails with
+// ErrClosed from now on.
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
 		close(s.closed)
 		<-s.stopped
 		err = s.db.Close()

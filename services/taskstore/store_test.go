@@ -2,9 +2,14 @@ package taskstore
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +28,13 @@ func open(t *testing.T, dir string, opts Options) *Store {
 	return s
 }
 
+func mustCreate(t *testing.T, s *Store, tk api.Task) {
+	t.Helper()
+	if _, _, err := s.Create(context.Background(), tk, Request{Expression: tk.Expression}); err != nil {
+		t.Fatalf("create %s: %v", tk.ID, err)
+	}
+}
+
 func task(id, status string) api.Task {
 	return api.Task{ID: id, Expression: "1+1", Status: status, CreatedAt: time.Now().UTC()}
 }
@@ -30,11 +42,11 @@ func task(id, status string) api.Task {
 func TestCreateIsIdempotent(t *testing.T) {
 	s := open(t, t.TempDir(), Options{})
 	defer s.Close()
-	if _, created := s.Create(task("a", api.StatusQueued)); !created {
-		t.Fatal("first Create did not create")
+	if _, created, err := s.Create(context.Background(), task("a", api.StatusQueued), Request{Expression: "1+1"}); !created || err != nil {
+		t.Fatalf("first Create did not create: %v", err)
 	}
-	got, created := s.Create(api.Task{ID: "a", Expression: "2+2", Status: api.StatusQueued})
-	if created || got.Expression != "1+1" {
+	got, created, err := s.Create(context.Background(), api.Task{ID: "a", Expression: "2+2", Status: api.StatusQueued}, Request{Expression: "2+2"})
+	if created || err != nil || got.Expression != "1+1" {
 		t.Fatalf("second Create with the same id: created=%v expr=%q; want the existing task back", created, got.Expression)
 	}
 }
@@ -42,7 +54,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 func TestWaitWakesOnFinalStatus(t *testing.T) {
 	s := open(t, t.TempDir(), Options{})
 	defer s.Close()
-	s.Create(task("a", api.StatusQueued))
+	mustCreate(t, s, task("a", api.StatusQueued))
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		s.Update("a", func(t *api.Task) { t.Status = api.StatusAssigned })
@@ -69,7 +81,7 @@ func TestListPagesNewestFirstAndFilters(t *testing.T) {
 		if i%5 == 0 {
 			st = api.StatusFailed
 		}
-		s.Create(task(fmt.Sprintf("t%02d", i), st))
+		mustCreate(t, s, task(fmt.Sprintf("t%02d", i), st))
 	}
 	tests := []struct {
 		name   string
@@ -123,9 +135,9 @@ func TestTasksSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, Options{FlushEvery: time.Hour}) // only Close flushes
 	v := 20.0
-	s.Create(task("done", api.StatusQueued))
+	mustCreate(t, s, task("done", api.StatusQueued))
 	s.Update("done", func(t *api.Task) { t.Status, t.Result = api.StatusCompleted, &v })
-	s.Create(task("running", api.StatusAssigned))
+	mustCreate(t, s, task("running", api.StatusAssigned))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +148,7 @@ func TestTasksSurviveReopen(t *testing.T) {
 		t.Fatalf("after reopen: %+v %v; want the completed task with result 20", got, ok)
 	}
 	un := s.Unfinished()
-	if len(un) != 1 || un[0].ID != "running" {
+	if len(un) != 1 || un[0].Task.ID != "running" || un[0].Request.Expression != "1+1" {
 		t.Fatalf("unfinished after reopen = %+v, want [running]", un)
 	}
 	if c := s.Counts(); c[api.StatusCompleted] != 1 || c[api.StatusAssigned] != 1 {
@@ -147,7 +159,7 @@ func TestTasksSurviveReopen(t *testing.T) {
 func TestGroupCommitWritesWithoutClose(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, Options{FlushEvery: 5 * time.Millisecond})
-	s.Create(task("a", api.StatusQueued))
+	mustCreate(t, s, task("a", api.StatusQueued))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var n int
@@ -169,9 +181,9 @@ func TestGroupCommitWritesWithoutClose(t *testing.T) {
 func TestRetentionDropsOldestFinished(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, Options{MaxTasks: 10})
-	s.Create(task("keep-running", api.StatusAssigned))
+	mustCreate(t, s, task("keep-running", api.StatusAssigned))
 	for i := range 30 {
-		s.Create(task(fmt.Sprintf("t%02d", i), api.StatusCompleted))
+		mustCreate(t, s, task(fmt.Sprintf("t%02d", i), api.StatusCompleted))
 	}
 	if _, ok := s.Get("keep-running"); !ok {
 		t.Fatal("retention dropped an unfinished task")
@@ -207,10 +219,10 @@ func TestPruningIsAmortised(t *testing.T) {
 	s := open(t, t.TempDir(), Options{MaxTasks: 20000, FlushEvery: time.Hour})
 	defer s.Close()
 	for i := range 20000 {
-		s.Create(task(fmt.Sprintf("a%06d", i), api.StatusCompleted))
+		mustCreate(t, s, task(fmt.Sprintf("a%06d", i), api.StatusCompleted))
 	}
 	for i := range 20000 {
-		s.Create(task(fmt.Sprintf("b%06d", i), api.StatusCompleted))
+		mustCreate(t, s, task(fmt.Sprintf("b%06d", i), api.StatusCompleted))
 	}
 	if l, _ := s.List("", 1, ""); l.Total > 20000 {
 		t.Fatalf("%d tasks kept, limit 20000", l.Total)
@@ -223,5 +235,216 @@ func TestPruningIsAmortised(t *testing.T) {
 	s.mu.Unlock()
 	if scanned > 2*20000 {
 		t.Fatalf("pruning looked at %d entries for 20000 creations", scanned)
+	}
+}
+
+// setFault makes every write fail with the error fn returns (nil: succeed).
+func setFault(s *Store, fn func() error) {
+	s.mu.Lock()
+	s.fault = fn
+	s.mu.Unlock()
+}
+
+func onDisk(t *testing.T, s *Store, id string) (entry, bool) {
+	t.Helper()
+	var (
+		e  entry
+		ok bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketTasks).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, ok
+}
+
+// TestDurableOnlyOnceOnDiskAndManyShareOneCommit: Durable returns only
+// when the task's record is in the file, and tasks created in the same
+// window are written by one commit, not one each.
+func TestDurableOnlyOnceOnDiskAndManyShareOneCommit(t *testing.T) {
+	s := open(t, t.TempDir(), Options{FlushEvery: 50 * time.Millisecond})
+	defer s.Close()
+	var writes atomic.Int32
+	setFault(s, func() error { writes.Add(1); return nil })
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("d%03d", i)
+			if _, _, err := s.Create(context.Background(), task(id, api.StatusQueued), Request{Expression: "1+1"}); err != nil {
+				errs <- err
+				return
+			}
+			if err := s.Durable(context.Background(), id); err != nil {
+				errs <- err
+				return
+			}
+			if _, ok := onDisk(t, s, id); !ok {
+				errs <- fmt.Errorf("Durable(%s) returned before the record was on disk", id)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if w := writes.Load(); w < 1 || w > 3 {
+		t.Fatalf("%d tasks created together took %d writes; want them to share one or two commits", n, w)
+	}
+}
+
+// TestFailedWriteIsRetriedNeverDropped: while writes fail the store says
+// so, refuses new tasks and fails the acknowledgement of tasks in the
+// failed commit; the queued changes are written once the disk works again.
+func TestFailedWriteIsRetriedNeverDropped(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{FlushEvery: 5 * time.Millisecond})
+	mustCreate(t, s, task("before", api.StatusQueued))
+	if err := s.Durable(context.Background(), "before"); err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	diskFull := errors.New("no space left on device (injected)")
+	setFault(s, func() error {
+		if failing.Load() {
+			return diskFull
+		}
+		return nil
+	})
+	v := 7.0
+	if _, err := s.Update("before", func(t *api.Task) { t.Status, t.Result = api.StatusCompleted, &v }); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, task("in-failed-commit", api.StatusQueued))
+	err := s.Durable(context.Background(), "in-failed-commit")
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Durable of a task whose write failed = %v, want ErrUnavailable", err)
+	}
+	if err := s.Err(); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Err while writes fail = %v, want ErrUnavailable naming the disk error", err)
+	}
+	if _, _, err := s.Create(context.Background(), task("refused", api.StatusQueued), Request{Expression: "1+1"}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Create while writes fail = %v, want ErrUnavailable", err)
+	}
+	s.Abandon("in-failed-commit")
+	time.Sleep(100 * time.Millisecond) // a few failed retries
+	if s.WriteFailures() < 2 {
+		t.Fatalf("%d failed writes counted; want the write retried", s.WriteFailures())
+	}
+	failing.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover after the disk came back: %v", s.Err())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mustCreate(t, s, task("after", api.StatusQueued))
+	if err := s.Durable(context.Background(), "after"); err != nil {
+		t.Fatalf("Durable after recovery: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, Options{})
+	defer s.Close()
+	if got, ok := s.Get("before"); !ok || got.Status != api.StatusCompleted || *got.Result != 7 {
+		t.Fatalf("update made while writes failed: %+v %v; want it written after recovery", got, ok)
+	}
+	if _, ok := s.Get("in-failed-commit"); ok {
+		t.Fatal("an abandoned (never acknowledged) task was kept")
+	}
+	if _, ok := s.Get("after"); !ok {
+		t.Fatal("task created after recovery is missing")
+	}
+}
+
+// TestCreateWaitsWhileWriterIsBehind: a write stuck on the disk makes new
+// creations wait (backpressure) instead of piling up unwritten tasks.
+func TestCreateWaitsWhileWriterIsBehind(t *testing.T) {
+	s := open(t, t.TempDir(), Options{FlushEvery: 5 * time.Millisecond})
+	defer s.Close()
+	release := make(chan struct{})
+	var once sync.Once
+	setFault(s, func() error { <-release; return nil })
+	defer once.Do(func() { close(release) })
+	mustCreate(t, s, task("a", api.StatusQueued)) // its write blocks
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := s.Create(ctx, task("b", api.StatusQueued), Request{Expression: "1+1"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Create while a write is stuck = %v, want it to wait until its context ends", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.Create(context.Background(), task("c", api.StatusQueued), Request{Expression: "1+1"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Create returned (%v) while the write was still stuck", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	setFault(s, nil)
+	once.Do(func() { close(release) })
+	if err := <-done; err != nil {
+		t.Fatalf("Create after the write finished: %v", err)
+	}
+}
+
+// TestUnfinishedTaskKeepsItsRequest: the original request (operation,
+// hash key, request id) is stored with the task and comes back at start.
+func TestUnfinishedTaskKeepsItsRequest(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	req := Request{Operation: &api.Operation{Operation: "addition", Operands: []float64{5, 3.25}}, HashKey: "user-7", RequestID: "req-1"}
+	if _, _, err := s.Create(context.Background(), api.Task{ID: "op", Expression: "addition(5, 3.25)", Status: api.StatusAssigned}, req); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir, Options{})
+	defer s.Close()
+	un := s.Unfinished()
+	if len(un) != 1 {
+		t.Fatalf("unfinished = %+v", un)
+	}
+	got := un[0].Request
+	if got.HashKey != "user-7" || got.RequestID != "req-1" || got.Operation == nil || got.Operation.Operation != "addition" || fmt.Sprint(got.Operation.Operands) != "[5 3.25]" {
+		t.Fatalf("stored request after reopen = %+v, want %+v", got, req)
+	}
+}
+
+// TestRetentionBySize: big tasks are dropped by total size, not only by
+// count.
+func TestRetentionBySize(t *testing.T) {
+	s := open(t, t.TempDir(), Options{MaxTasks: 100000, MaxBytes: 1 << 20})
+	defer s.Close()
+	big := strings.Repeat("1+", 2000) + "1" // ~4 KB, stored twice (display and request)
+	for i := range 2000 {
+		tk := api.Task{ID: fmt.Sprintf("b%04d", i), Expression: big, Status: api.StatusCompleted}
+		if _, _, err := s.Create(context.Background(), tk, Request{Expression: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	bytes, n := s.bytes, len(s.tasks)
+	s.mu.Unlock()
+	if bytes > 1<<20 || n > 200 {
+		t.Fatalf("store holds %d tasks, %d bytes; limit 1 MiB", n, bytes)
+	}
+	if _, ok := s.Get("b1999"); !ok {
+		t.Fatal("newest task dropped")
 	}
 }
