@@ -257,9 +257,9 @@ type RenderStats struct {
 
 // StreamDone is the data of the "done" event.
 type StreamDone struct {
-	Tiles  int                    `json:"tiles"`
-	MS     float64                `json:"ms"`
-	Slaves map[string]RenderStats `json:"slaves"`
+	Tiles  int                     `json:"tiles"`
+	MS     float64                 `json:"ms"`
+	Slaves map[string]*RenderStats `json:"slaves"`
 }
 
 // StreamError is the data of the "error" event: the render stopped.

@@ -2,8 +2,6 @@ package master
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/calclab/calclab/services/calc"
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/runner"
 )
 
 // Batch chunk bounds: small enough to spread a batch over every slave,
@@ -94,20 +93,13 @@ func (s *Server) runBatch(ctx context.Context, exprs []string, valid []int, resu
 			for k, i := range idx {
 				chunk.Expressions[k] = exprs[i]
 			}
-			body, err := json.Marshal(chunk)
-			if err != nil {
-				mu.Lock()
-				firstEr = err
-				mu.Unlock()
-				return
-			}
-			_, _, err = s.pool.Do(ctx, "", func(ctx context.Context, tg dispatch.Target, _ int) error {
-				var resp api.ComputeBatchResponse
-				if err := s.post(ctx, tg.URL+"/compute/batch", body, reqID, &resp); err != nil {
-					return err
+			_, _, err := s.pool.Do(ctx, "", func(ctx context.Context, tg dispatch.Target, _ int) error {
+				resp, err := s.slaves.ComputeBatch(ctx, tg, chunk, reqID)
+				if err == nil {
+					err = runner.CheckBatch(tg.ID, resp.Results, len(idx))
 				}
-				if len(resp.Results) != len(idx) {
-					return fmt.Errorf("slave %s returned %d results for %d expressions", tg.ID, len(resp.Results), len(idx))
+				if err != nil {
+					return err
 				}
 				for k, i := range idx {
 					results[i] = resp.Results[k]

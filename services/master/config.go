@@ -35,6 +35,14 @@ type Config struct {
 	MaxBatch      int
 	MaxTasks      int
 	FlushEvery    time.Duration
+	// MaxOperands bounds the operands of one operation task (beyond: 413).
+	MaxOperands int
+	// MaxRequestBytes bounds the request stored with a task: expression or
+	// operands, hash key and request id (beyond: 413).
+	MaxRequestBytes int
+	// MaxStoreBytes bounds the task store by size (oldest finished tasks
+	// are dropped past it), as MaxTasks does by count.
+	MaxStoreBytes int64
 
 	// MandelMaxPixels and MandelMaxIter bound one Mandelbrot render.
 	MandelMaxPixels int
@@ -63,6 +71,9 @@ func Defaults() Config {
 		MaxBatch:          100000,
 		MaxTasks:          100000,
 		FlushEvery:        20 * time.Millisecond,
+		MaxOperands:       256,
+		MaxRequestBytes:   8 << 10,
+		MaxStoreBytes:     256 << 20,
 		MandelMaxPixels:   4096 * 4096,
 		MandelMaxIter:     100000,
 		TileTimeout:       60 * time.Second,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/balancer"
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
@@ -154,10 +155,7 @@ type tileResult struct {
 }
 
 // renderStats sums up a render per slave.
-type renderStats struct {
-	Tiles  int     `json:"tiles"`
-	BusyMS float64 `json:"busy_ms"`
-}
+type renderStats = api.RenderStats
 
 // slaveStats sums a render's tiles per slave.
 type slaveStats map[string]*renderStats
@@ -373,7 +371,8 @@ func slaveSummary(stats slaveStats) string {
 	return b.String()
 }
 
-// streamEvent is written as one Server-Sent Event.
+// writeEvent writes one Server-Sent Event; its data is one of the api.Stream
+// types.
 func writeEvent(w io.Writer, event string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -404,9 +403,9 @@ func (s *Server) stream(c *echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	refs := r.frame.Tiles(r.tile, r.tile)
-	_ = writeEvent(w, "start", map[string]any{
-		"width": r.frame.Width, "height": r.frame.Height, "tiles": len(refs), "tile": r.tile,
-		"cx": r.frame.CX, "cy": r.frame.CY, "scale": r.frame.Scale, "max_iter": r.frame.MaxIter, "colormap": r.frame.Colormap,
+	_ = writeEvent(w, api.EventStart, api.StreamStart{
+		Width: r.frame.Width, Height: r.frame.Height, Tiles: len(refs), Tile: r.tile,
+		CX: r.frame.CX, CY: r.frame.CY, Scale: r.frame.Scale, MaxIter: r.frame.MaxIter, Colormap: r.frame.Colormap,
 	})
 	_ = rc.Flush()
 	stats := slaveStats{}
@@ -414,10 +413,10 @@ func (s *Server) stream(c *echo.Context) error {
 	err = s.renderTiles(c.Request().Context(), r, "png", func(res tileResult) {
 		stats.add(res)
 		n++
-		_ = writeEvent(w, "tile", map[string]any{
-			"n": n, "ox": res.ref.OX, "oy": res.ref.OY, "w": res.ref.Tile.Width, "h": res.ref.Tile.Height,
-			"slave": res.slave, "ms": res.ms, "attempts": res.attempts,
-			"png": base64.StdEncoding.EncodeToString(res.data),
+		_ = writeEvent(w, api.EventTile, api.StreamTile{
+			N: n, OX: res.ref.OX, OY: res.ref.OY, W: res.ref.Tile.Width, H: res.ref.Tile.Height,
+			Slave: res.slave, MS: res.ms, Attempts: res.attempts,
+			PNG: base64.StdEncoding.EncodeToString(res.data),
 		})
 		_ = rc.Flush()
 	})
@@ -426,13 +425,13 @@ func (s *Server) stream(c *echo.Context) error {
 			s.log.Info("render stream abandoned by the client", "request_id", httpserve.RequestID(c.Request().Context()))
 			return nil
 		}
-		_ = writeEvent(w, "error", map[string]string{"error": err.Error()})
+		_ = writeEvent(w, api.EventError, api.StreamError{Error: err.Error()})
 		_ = rc.Flush()
 		return nil
 	}
 	s.renders.Inc()
-	_ = writeEvent(w, "done", map[string]any{
-		"tiles": n, "ms": float64(time.Since(start).Microseconds()) / 1000, "slaves": stats,
+	_ = writeEvent(w, api.EventDone, api.StreamDone{
+		Tiles: n, MS: float64(time.Since(start).Microseconds()) / 1000, Slaves: stats,
 	})
 	_ = rc.Flush()
 	return nil

@@ -277,7 +277,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Heartbeat": api.Heartbeat{}, "SlaveInfo": api.SlaveInfo{},
 		"ComputeRequest": api.ComputeRequest{}, "ComputeResponse": api.ComputeResponse{},
 		"ComputeBatchRequest": api.ComputeBatchRequest{}, "ComputeBatchResponse": api.ComputeBatchResponse{},
-		"Health": api.Health{},
+		"Health": api.Health{}, "StreamStart": api.StreamStart{}, "StreamTile": api.StreamTile{},
+		"StreamDone": api.StreamDone{}, "StreamError": api.StreamError{}, "RenderStats": api.RenderStats{},
 	}
 	for name, v := range types {
 		s, ok := all[name].(map[string]any)
@@ -330,6 +331,11 @@ func TestOpenAPISchemas(t *testing.T) {
 	sort.Strings(wantTask)
 	if got := enum("TaskStatus"); !slices.Equal(got, wantTask) {
 		t.Errorf("TaskStatus enum is %v, want %v", got, wantTask)
+	}
+	wantReason := []string{api.ReasonEvaluation, api.ReasonDeadline, api.ReasonUnavailable, api.ReasonInvalid}
+	sort.Strings(wantReason)
+	if got := enum("TaskFailureReason"); !slices.Equal(got, wantReason) {
+		t.Errorf("TaskFailureReason enum is %v, want %v", got, wantReason)
 	}
 	wantSlave := []string{api.SlaveFree, api.SlaveBusy, api.SlaveDown, api.SlaveDraining}
 	sort.Strings(wantSlave)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -21,25 +20,27 @@ import (
 	"github.com/calclab/calclab/services/balancer"
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/runner"
 	"github.com/calclab/calclab/services/taskstore"
 	"github.com/calclab/calclab/services/web"
 )
 
 // Server is a running master.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *taskstore.Store
-	pool    *dispatch.Pool
-	client  *http.Client
-	echo    *echo.Echo
-	reg     *prometheus.Registry
-	tasks   *prometheus.CounterVec
-	batch   prometheus.Counter
-	renders prometheus.Counter
+	cfg      Config
+	log      *slog.Logger
+	store    *taskstore.Store
+	pool     *dispatch.Pool
+	client   *http.Client
+	echo     *echo.Echo
+	reg      *prometheus.Registry
+	tasks    *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	batch    prometheus.Counter
+	renders  prometheus.Counter
 
-	coal   *coalescer     // nil: every task is its own call (consistent-hash)
-	wg     sync.WaitGroup // task runners
+	runner *runner.Runner // the task path: admit, store, dispatch, record
+	slaves slaveCalls
 	bgCtx  context.Context
 	cancel context.CancelFunc
 }
@@ -53,7 +54,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master: %w", err)
 	}
-	store, err := taskstore.Open(cfg.DataDir, taskstore.Options{FlushEvery: cfg.FlushEvery, MaxTasks: cfg.MaxTasks, Logger: cfg.Logger})
+	store, err := taskstore.Open(cfg.DataDir, taskstore.Options{
+		FlushEvery: cfg.FlushEvery, MaxTasks: cfg.MaxTasks, MaxBytes: cfg.MaxStoreBytes, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("master: %w", err)
 	}
@@ -67,10 +70,12 @@ func New(cfg Config) (*Server, error) {
 		reg: prometheus.NewRegistry(),
 	}
 	s.client = httpserve.Client(s.dialAllowed)
-	// Grouping tasks would move them off the slave their hash key picks.
-	if strings.ToLower(strings.TrimSpace(cfg.Policy)) != "consistent-hash" {
-		s.coal = newCoalescer(s, 8)
-	}
+	s.slaves = slaveCalls{s}
+	s.runner = runner.New(runner.Config{
+		Deadline: cfg.TaskDeadline, MaxQueue: cfg.MaxQueue, Logger: cfg.Logger, Finished: s.taskFinished,
+		// Grouping tasks would move them off the slave their hash key picks.
+		Group: strings.ToLower(strings.TrimSpace(cfg.Policy)) != "consistent-hash",
+	}, store, s.pool, s.slaves)
 	s.bgCtx, s.cancel = context.WithCancel(context.Background())
 	s.registerMetrics()
 	s.routes()
@@ -88,7 +93,33 @@ func (s *Server) registerMetrics() {
 	s.renders = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "calclab_renders_total", Help: "Mandelbrot frames rendered (PNG or stream).",
 	})
-	s.reg.MustRegister(s.tasks, s.batch, s.renders, &poolCollector{s: s})
+	s.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "calclab_tasks_rejected_total",
+		Help: "Task submissions answered 503, by reason (store_unavailable, store_behind, no_slaves, queue_full, stopping).",
+	}, []string{"reason"})
+	storeFailures := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "calclab_taskstore_write_failures_total", Help: "Task store writes that failed (each is retried).",
+	}, func() float64 { return float64(s.store.WriteFailures()) })
+	storeUp := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "calclab_taskstore_writable", Help: "1 while the task store writes, 0 while its writes fail (new tasks get 503).",
+	}, func() float64 {
+		if s.store.Err() != nil {
+			return 0
+		}
+		return 1
+	})
+	s.reg.MustRegister(s.tasks, s.rejected, s.batch, s.renders, storeFailures, storeUp, &poolCollector{s: s})
+}
+
+// taskFinished counts and logs a task that reached its final status.
+func (s *Server) taskFinished(t api.Task) {
+	s.tasks.WithLabelValues(t.Status).Inc()
+	lvl := slog.LevelDebug
+	if t.Status == api.StatusFailed && t.Reason != api.ReasonEvaluation {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), lvl, "task finished", "task", t.ID, "status", t.Status, "reason", t.Reason,
+		"slave", t.Slave, "attempts", t.Attempts, "error", t.Error)
 }
 
 func (s *Server) routes() {
@@ -136,10 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 // state is flushed to disk (unfinished tasks run again at next start).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("master listening", "addr", ln.Addr().String(), "policy", s.cfg.Policy, "data_dir", s.cfg.DataDir)
-	if s.coal != nil {
-		s.coal.start(s.bgCtx)
-	}
-	s.resume()
+	s.runner.Start()
 	go s.healthLoop(s.bgCtx)
 	err := httpserve.Serve(ctx, ln, s.echo, 10*time.Second, s.log)
 	s.Close()
@@ -149,7 +177,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close stops task runners and closes the store.
 func (s *Server) Close() {
 	s.cancel()
-	s.wg.Wait()
+	s.runner.Stop()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing task store", "err", err)
 	}
@@ -180,33 +208,27 @@ func (s *Server) health(c *echo.Context) error {
 		}
 	}
 	counts := s.store.Counts()
-	return c.JSON(http.StatusOK, api.Health{
-		Role: "master", Status: "ok", Version: api.Version, Slaves: healthy,
+	h := api.Health{
+		Role: "master", Status: api.HealthOK, Version: api.Version, Slaves: healthy,
 		Queue: s.queueDepth(), InFlight: counts[api.StatusAssigned] + counts[api.StatusQueued],
 		TasksDone: uint64(counts[api.StatusCompleted] + counts[api.StatusFailed]),
-	})
+	}
+	code := http.StatusOK
+	if err := s.store.Err(); err != nil {
+		// New tasks get 503 until the store writes again: say so to
+		// load balancers and operators.
+		h.Status, h.Detail, code = api.HealthDegraded, "new tasks are refused: "+err.Error(), http.StatusServiceUnavailable
+	}
+	return c.JSON(code, h)
 }
 
-// admit is pool.Admit counting the tasks waiting to be grouped too.
-func (s *Server) admit() error {
-	if err := s.pool.Admit(); err != nil {
-		return err
-	}
-	if s.coal != nil && s.coal.depth()+s.pool.QueueDepth() >= s.cfg.MaxQueue {
-		return dispatch.ErrQueueFull
-	}
-	return nil
-}
+// admit says whether a job that is not stored (a batch, a render) may
+// start.
+func (s *Server) admit() error { return s.runner.AdmitJob() }
 
 // queueDepth counts the jobs waiting for a slave and the tasks waiting to
 // be grouped.
-func (s *Server) queueDepth() int {
-	n := s.pool.QueueDepth()
-	if s.coal != nil {
-		n += s.coal.depth()
-	}
-	return n
-}
+func (s *Server) queueDepth() int { return s.runner.QueueDepth() }
 
 // admitError maps the dispatcher's admission errors to 503 replies.
 func admitError(err error) error {

@@ -5,10 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -22,21 +18,11 @@ import (
 	"github.com/calclab/calclab/services/calc"
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/runner"
+	"github.com/calclab/calclab/services/taskstore"
 )
 
 var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
-// job is what a task runner sends to a slave.
-type job struct {
-	req   api.ComputeRequest
-	key   string
-	reqID string
-}
-
-// evalError is a slave's verdict on an expression: final, not retried.
-type evalError struct{ msg string }
-
-func (e evalError) Error() string { return e.msg }
 
 // calcError turns a calc error into a 413 or 422 reply.
 func calcError(err error, field string) error {
@@ -53,24 +39,24 @@ func calcError(err error, field string) error {
 }
 
 // parsePayload validates the payload of a submission and returns the
-// compute request and a display form of it.
-func parsePayload(raw json.RawMessage) (api.ComputeRequest, string, error) {
+// request to store (expression or operation) and a display form of it.
+func (s *Server) parsePayload(raw json.RawMessage) (taskstore.Request, string, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		e := httpserve.Errorf(http.StatusUnprocessableEntity, `"payload" is required: an expression string or {"operation": ..., "operands": [...]}`)
 		e.Body.Field = "payload"
-		return api.ComputeRequest{}, "", e
+		return taskstore.Request{}, "", e
 	}
 	switch raw[0] {
 	case '"':
 		var expr string
 		if err := json.Unmarshal(raw, &expr); err != nil {
-			return api.ComputeRequest{}, "", httpserve.Errorf(http.StatusBadRequest, "payload: %v", err)
+			return taskstore.Request{}, "", httpserve.Errorf(http.StatusBadRequest, "payload: %v", err)
 		}
 		if err := calc.Check(expr, calc.DefaultLimits); err != nil {
-			return api.ComputeRequest{}, "", calcError(err, "payload")
+			return taskstore.Request{}, "", calcError(err, "payload")
 		}
-		return api.ComputeRequest{Expression: expr}, expr, nil
+		return taskstore.Request{Expression: expr}, expr, nil
 	case '{':
 		var op api.Operation
 		dec := json.NewDecoder(bytes.NewReader(raw))
@@ -78,22 +64,27 @@ func parsePayload(raw json.RawMessage) (api.ComputeRequest, string, error) {
 		if err := dec.Decode(&op); err != nil {
 			e := httpserve.Errorf(http.StatusUnprocessableEntity, "payload: %v", err)
 			e.Body.Field = "payload"
-			return api.ComputeRequest{}, "", e
+			return taskstore.Request{}, "", e
+		}
+		if len(op.Operands) > s.cfg.MaxOperands {
+			e := httpserve.Errorf(http.StatusRequestEntityTooLarge, "operation has %d operands, limit is %d", len(op.Operands), s.cfg.MaxOperands)
+			e.Body.Field = "payload.operands"
+			return taskstore.Request{}, "", e
 		}
 		if _, err := calc.EvalOperation(op.Operation, op.Operands); err != nil && !isRuntimeError(err) {
 			e := httpserve.Errorf(http.StatusUnprocessableEntity, "invalid operation: %v", err)
 			e.Body.Field = "payload.operation"
-			return api.ComputeRequest{}, "", e
+			return taskstore.Request{}, "", e
 		}
 		parts := make([]string, len(op.Operands))
 		for i, v := range op.Operands {
 			parts[i] = strconv.FormatFloat(v, 'g', -1, 64)
 		}
-		return api.ComputeRequest{Operation: &op}, op.Operation + "(" + strings.Join(parts, ", ") + ")", nil
+		return taskstore.Request{Operation: &op}, op.Operation + "(" + strings.Join(parts, ", ") + ")", nil
 	default:
 		e := httpserve.Errorf(http.StatusUnprocessableEntity, `"payload" must be an expression string or an {"operation", "operands"} object`)
 		e.Body.Field = "payload"
-		return api.ComputeRequest{}, "", e
+		return taskstore.Request{}, "", e
 	}
 }
 
@@ -118,20 +109,24 @@ func newTaskID() string {
 	return string(b[:n+4])
 }
 
+// storeWait bounds how long a submission waits for the task store's
+// writer (backpressure) and for its commit (async acknowledgement).
+const storeWait = 10 * time.Second
+
 func (s *Server) submitTask(c *echo.Context) error {
-	var req api.SubmitRequest
-	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
+	var body api.SubmitRequest
+	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &body); err != nil {
 		return err
 	}
 	async, err := boolQuery(c, "async")
 	if err != nil {
 		return err
 	}
-	creq, display, err := parsePayload(req.Payload)
+	req, display, err := s.parsePayload(body.Payload)
 	if err != nil {
 		return err
 	}
-	id := req.TaskID
+	id := body.TaskID
 	if id == "" {
 		id = newTaskID()
 	} else if !taskIDPattern.MatchString(id) {
@@ -139,25 +134,58 @@ func (s *Server) submitTask(c *echo.Context) error {
 		e.Body.Field = "task_id"
 		return e
 	}
-	if existing, ok := s.store.Get(id); ok {
-		if existing.Expression != display {
-			e := httpserve.Errorf(http.StatusConflict, "task_id %q was already submitted with a different payload (%q)", id, existing.Expression)
-			e.Body.Field = "task_id"
-			return e
+	ctx := c.Request().Context()
+	req.HashKey, req.RequestID = hashKey(c), httpserve.RequestID(ctx)
+	if n := req.Size(); n > s.cfg.MaxRequestBytes {
+		e := httpserve.Errorf(http.StatusRequestEntityTooLarge, "the task to store (payload, %s header, request id) takes %d bytes, limit is %d", api.HeaderHashKey, n, s.cfg.MaxRequestBytes)
+		e.Body.Field = "payload"
+		return e
+	}
+	wctx, cancel := context.WithTimeout(ctx, storeWait)
+	defer cancel()
+	t, created, err := s.runner.Submit(wctx, runner.Submission{ID: id, Display: display, Request: req})
+	if err != nil {
+		return s.refuse(err)
+	}
+	if !created && t.Expression != display {
+		e := httpserve.Errorf(http.StatusConflict, "task_id %q was already submitted with a different payload (%q)", id, t.Expression)
+		e.Body.Field = "task_id"
+		return e
+	}
+	if async {
+		if err := s.runner.Acknowledge(wctx, id); err != nil {
+			return s.refuse(err)
 		}
-		return s.reply(c, id, async)
-	}
-	if err := s.admit(); err != nil {
-		return admitError(err)
-	}
-	now := time.Now().UTC()
-	t := api.Task{ID: id, Expression: display, Status: api.StatusQueued, CreatedAt: now}
-	if _, created := s.store.Create(t); created {
-		creq.ID = id
-		j := job{req: creq, key: hashKey(c), reqID: httpserve.RequestID(c.Request().Context())}
-		s.start(t, j)
 	}
 	return s.reply(c, id, async)
+}
+
+// refuse maps a submission the runner could not accept to a 503.
+func (s *Server) refuse(err error) error {
+	switch {
+	case errors.Is(err, taskstore.ErrUnavailable):
+		s.rejected.WithLabelValues("store_unavailable").Inc()
+		e := httpserve.Errorf(http.StatusServiceUnavailable, "the task was not accepted: %v", err)
+		e.Body.Detail = "the master cannot write its task store (GET /health says why); it accepts tasks again by itself once it can"
+		e.RetryAfter = 5
+		return e
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		s.rejected.WithLabelValues("store_behind").Inc()
+		e := httpserve.Errorf(http.StatusServiceUnavailable, "the task store did not commit the task within %s: %v", storeWait, err)
+		e.Body.Detail = "the task may still be stored: GET /tasks/{id}, or submit again with the same task_id (idempotent)"
+		e.RetryAfter = 1
+		return e
+	case errors.Is(err, runner.ErrStopped):
+		s.rejected.WithLabelValues("stopping").Inc()
+		e := httpserve.Errorf(http.StatusServiceUnavailable, "%v", err)
+		e.RetryAfter = 5
+		return e
+	case errors.Is(err, dispatch.ErrNoSlaves):
+		s.rejected.WithLabelValues("no_slaves").Inc()
+	case errors.Is(err, dispatch.ErrQueueFull):
+		s.rejected.WithLabelValues("queue_full").Inc()
+	}
+	return admitError(err)
 }
 
 // reply answers a submission: at once (async) or with the final task.
@@ -187,7 +215,7 @@ func taskStatusCode(t api.Task) int {
 	case api.StatusCompleted:
 		return http.StatusOK
 	case api.StatusFailed:
-		if strings.HasPrefix(t.Error, "evaluation failed") {
+		if t.Reason == api.ReasonEvaluation {
 			return http.StatusUnprocessableEntity
 		}
 		return http.StatusServiceUnavailable
@@ -213,172 +241,6 @@ func boolQuery(c *echo.Context, name string) (bool, error) {
 		return false, httpserve.Errorf(http.StatusBadRequest, "query parameter %q must be true or false, got %q", name, v)
 	}
 	return b, nil
-}
-
-// start runs a stored task in the background until it is final.
-func (s *Server) start(t api.Task, j job) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.run(t, j)
-	}()
-}
-
-// run dispatches one task until it reaches a final status, which it records
-// exactly once. A master shutdown leaves the task unfinished in the store:
-// it runs again at the next start.
-func (s *Server) run(t api.Task, j job) {
-	ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.TaskDeadline)
-	defer cancel()
-	ctx = httpserve.WithRequestID(ctx, j.reqID)
-	var (
-		result float64
-		target dispatch.Target
-		err    error
-	)
-	// Group tasks only when they would wait anyway (jobs queued for a
-	// slave, or tasks already waiting to be grouped): an idle cluster
-	// answers each task with its own call, at the lowest latency.
-	if s.coal != nil && j.req.Expression != "" && (s.pool.QueueDepth() > 0 || s.coal.depth() > 0) {
-		deadline, _ := ctx.Deadline()
-		o := s.coal.submit(&pending{id: t.ID, expr: j.req.Expression, reqID: j.reqID, deadline: deadline})
-		target.ID = o.slave
-		switch {
-		case o.err != nil:
-			err = o.err
-		case o.evalErr != "":
-			err = evalError{o.evalErr}
-		default:
-			result = o.result
-		}
-	} else {
-		target, _, err = s.pool.Do(ctx, j.key, func(ctx context.Context, tg dispatch.Target, try int) error {
-			_, _ = s.store.Update(t.ID, func(t *api.Task) {
-				t.Status, t.Slave, t.Attempts = api.StatusAssigned, tg.ID, t.Attempts+1
-			})
-			resp, err := s.compute(ctx, tg, j)
-			if err != nil {
-				_, _ = s.store.Update(t.ID, func(t *api.Task) { t.Status = api.StatusQueued })
-				return err
-			}
-			if resp.Error != "" || resp.Result == nil {
-				return dispatch.Permanent(evalError{resp.Error})
-			}
-			result = *resp.Result
-			return nil
-		})
-	}
-	if s.bgCtx.Err() != nil && err != nil {
-		s.log.Info("master stopping: task left for the next start", "task", t.ID)
-		return
-	}
-	finished := time.Now().UTC()
-	final, _ := s.store.Update(t.ID, func(t *api.Task) {
-		t.FinishedAt = &finished
-		t.DurationMS = float64(finished.Sub(t.CreatedAt).Microseconds()) / 1000
-		t.Slave = target.ID
-		var ee evalError
-		switch {
-		case err == nil:
-			t.Status, t.Result, t.Error = api.StatusCompleted, &result, ""
-		case errors.As(err, &ee):
-			t.Status, t.Error = api.StatusFailed, "evaluation failed: "+ee.msg
-		case errors.Is(err, context.DeadlineExceeded):
-			t.Status, t.Error = api.StatusFailed, fmt.Sprintf("deadline of %s exceeded: %v", s.cfg.TaskDeadline, err)
-		default:
-			t.Status, t.Error = api.StatusFailed, err.Error()
-		}
-	})
-	s.tasks.WithLabelValues(final.Status).Inc()
-	lvl := slog.LevelDebug
-	if final.Status == api.StatusFailed && !strings.HasPrefix(final.Error, "evaluation failed") {
-		lvl = slog.LevelWarn
-	}
-	s.log.Log(ctx, lvl, "task finished", "task", t.ID, "status", final.Status, "slave", final.Slave, "attempts", final.Attempts, "error", final.Error)
-}
-
-// compute sends one task to one slave. A transport error or a 5xx reply is
-// an error (the task runs elsewhere); a 200 carries a result or a final
-// evaluation error.
-func (s *Server) compute(ctx context.Context, tg dispatch.Target, j job) (api.ComputeResponse, error) {
-	body, err := json.Marshal(j.req)
-	if err != nil {
-		return api.ComputeResponse{}, dispatch.Permanent(fmt.Errorf("encode task: %w", err))
-	}
-	var resp api.ComputeResponse
-	err = s.post(ctx, tg.URL+"/compute", body, j.reqID, &resp)
-	return resp, err
-}
-
-// post sends a JSON request to a slave and decodes a 200 or 422 reply.
-func (s *Server) post(ctx context.Context, url string, body []byte, reqID string, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.TaskTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return dispatch.Permanent(fmt.Errorf("build request: %w", err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if reqID != "" {
-		req.Header.Set(api.HeaderRequestID, reqID)
-	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("call %s: %w", url, err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("read reply of %s: %w", url, err)
-	}
-	switch res.StatusCode {
-	case http.StatusOK, http.StatusUnprocessableEntity:
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode reply of %s: %w", url, err)
-		}
-		return nil
-	default:
-		return fmt.Errorf("%s answered %d: %s", url, res.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
-	}
-}
-
-// resume runs again every task a previous master left unfinished.
-func (s *Server) resume() {
-	for _, t := range s.store.Unfinished() {
-		var creq api.ComputeRequest
-		if op, operands, ok := parseDisplayOperation(t.Expression); ok {
-			creq.Operation = &api.Operation{Operation: op, Operands: operands}
-		} else {
-			creq.Expression = t.Expression
-		}
-		creq.ID = t.ID
-		s.store.Update(t.ID, func(t *api.Task) { t.Status = api.StatusQueued })
-		s.log.Info("resuming task left unfinished by the previous run", "task", t.ID)
-		s.start(t, job{req: creq, key: t.ID})
-	}
-}
-
-// parseDisplayOperation reverses the display form "addition(5, 3)".
-func parseDisplayOperation(s string) (string, []float64, bool) {
-	i := strings.IndexByte(s, '(')
-	if i <= 0 || !strings.HasSuffix(s, ")") {
-		return "", nil, false
-	}
-	name := s[:i]
-	for _, r := range name {
-		if r < 'a' || r > 'z' {
-			return "", nil, false
-		}
-	}
-	var vals []float64
-	for _, f := range strings.Split(s[i+1:len(s)-1], ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-			return "", nil, false
-		}
-		vals = append(vals, v)
-	}
-	return name, vals, true
 }
 
 var taskStatuses = map[string]bool{api.StatusQueued: true, api.StatusAssigned: true, api.StatusCompleted: true, api.StatusFailed: true}

@@ -1,0 +1,346 @@
+// Package runner owns the life of a calculator task on the master:
+//
+//	admit → store → (durable) → queue → attempt … → record once
+//
+//   - Admit: a task is refused (the caller answers 503) while the task store
+//     cannot write, while no slave is healthy, or while the queue is full.
+//   - Store: the task and its original request (expression or operation,
+//     hash key, request id) go to the store, which waits while its writer
+//     is behind (backpressure).
+//   - Durable: Acknowledge returns once the store's group commit holding the
+//     task is on disk; an async 202 is sent only then. The attempts start
+//     at once, without waiting for that commit: evaluation is pure, so
+//     running a task whose commit then fails costs nothing, and a task that
+//     finishes within one commit window is written once.
+//   - Queue and attempts: the dispatcher picks a slave (waiting in its FIFO
+//     queue when every slave is busy) and runs the task again elsewhere
+//     when a slave fails, until the task deadline. Single expressions that
+//     would wait are grouped into one batch call per slave.
+//   - Record once: the final status, with a typed reason when it failed, is
+//     written by the task's own runner goroutine and nowhere else.
+//
+// The runner depends on three small interfaces (Store, Dispatcher, Slaves),
+// not on the HTTP server, so every step is tested without sockets.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/taskstore"
+)
+
+// Store is what the runner needs of the task store (taskstore.Store).
+type Store interface {
+	Get(id string) (api.Task, bool)
+	Create(ctx context.Context, t api.Task, req taskstore.Request) (api.Task, bool, error)
+	Update(id string, fn func(*api.Task)) (api.Task, error)
+	Durable(ctx context.Context, id string) error
+	Abandon(id string)
+	Unfinished() []taskstore.Record
+	Err() error
+}
+
+// Dispatcher is what the runner needs of the slave pool (dispatch.Pool).
+type Dispatcher interface {
+	Admit() error
+	QueueDepth() int
+	Do(ctx context.Context, key string, fn dispatch.Attempt) (dispatch.Target, int, error)
+}
+
+// Slaves sends work to one slave. An error is the slave's fault (transport,
+// 5xx, a body that is not a well-formed answer): the job runs elsewhere. An
+// evaluation error is an answer, not an error.
+type Slaves interface {
+	Compute(ctx context.Context, tg dispatch.Target, req api.ComputeRequest, reqID string) (api.ComputeResponse, error)
+	ComputeBatch(ctx context.Context, tg dispatch.Target, req api.ComputeBatchRequest, reqID string) (api.ComputeBatchResponse, error)
+}
+
+// ErrStopped is returned by Submit once Stop was called.
+var ErrStopped = errors.New("the master is stopping")
+
+// Config tunes a Runner.
+type Config struct {
+	// Deadline bounds a task from acceptance to its final status (30s).
+	Deadline time.Duration
+	// MaxQueue bounds the tasks waiting for a slave, grouped or not (10000).
+	MaxQueue int
+	// Group sends single expressions that would wait to a slave in one
+	// batch call (not with the consistent-hash policy: grouping would move
+	// tasks off the slave their key picks).
+	Group bool
+	// Senders is the number of concurrent group calls (default 8).
+	Senders int
+	// Finished, when set, is called once for every task that reaches a
+	// final status (metrics, logs).
+	Finished func(api.Task)
+	Logger   *slog.Logger
+}
+
+// Runner runs calculator tasks.
+type Runner struct {
+	cfg    Config
+	store  Store
+	pool   Dispatcher
+	slaves Slaves
+	group  *grouper // nil: every task is its own call
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a runner; call Start before submitting.
+func New(cfg Config, store Store, pool Dispatcher, slaves Slaves) *Runner {
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 30 * time.Second
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 10000
+	}
+	if cfg.Senders <= 0 {
+		cfg.Senders = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Finished == nil {
+		cfg.Finished = func(api.Task) {}
+	}
+	r := &Runner{cfg: cfg, store: store, pool: pool, slaves: slaves}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if cfg.Group {
+		r.group = newGrouper(r, cfg.Senders)
+	}
+	return r
+}
+
+// Start starts the group senders and runs again every task a previous
+// master left unfinished.
+func (r *Runner) Start() {
+	if r.group != nil {
+		r.group.start(r.ctx)
+	}
+	r.resume()
+}
+
+// Stop ends every attempt and waits for the task goroutines. Unfinished
+// tasks stay unfinished in the store: they run again at the next start.
+func (r *Runner) Stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// QueueDepth counts the tasks waiting for a slave and waiting to be grouped.
+func (r *Runner) QueueDepth() int {
+	n := r.pool.QueueDepth()
+	if r.group != nil {
+		n += r.group.depth()
+	}
+	return n
+}
+
+// AdmitJob says whether a job that is not stored (a batch, a render) may
+// start: a healthy slave and room in the queue.
+func (r *Runner) AdmitJob() error {
+	if err := r.pool.Admit(); err != nil {
+		return err
+	}
+	if r.group != nil && r.QueueDepth() >= r.cfg.MaxQueue {
+		return dispatch.ErrQueueFull
+	}
+	return nil
+}
+
+// Admit says whether a new task may be accepted: AdmitJob, and a task store
+// that can write (the error then wraps taskstore.ErrUnavailable).
+func (r *Runner) Admit() error {
+	if err := r.store.Err(); err != nil {
+		return err
+	}
+	return r.AdmitJob()
+}
+
+// Submission is a validated task.
+type Submission struct {
+	ID      string
+	Display string // the expression, or the display form of an operation
+	Request taskstore.Request
+}
+
+// Submit admits and stores a task and starts running it. It returns the
+// stored task and whether it was created now; an existing task with the
+// same id is returned as it is (created false, no admission, no new run).
+func (r *Runner) Submit(ctx context.Context, sub Submission) (api.Task, bool, error) {
+	if t, ok := r.store.Get(sub.ID); ok {
+		return t, false, nil
+	}
+	if r.ctx.Err() != nil {
+		return api.Task{}, false, ErrStopped
+	}
+	if err := r.Admit(); err != nil {
+		return api.Task{}, false, err
+	}
+	t := api.Task{ID: sub.ID, Expression: sub.Display, Status: api.StatusQueued, CreatedAt: time.Now().UTC()}
+	stored, created, err := r.store.Create(ctx, t, sub.Request)
+	if err != nil || !created {
+		return stored, false, err
+	}
+	r.start(stored, sub.Request)
+	return stored, true, nil
+}
+
+// Acknowledge waits until the task's creation is on disk: only then may the
+// caller acknowledge it (202). When the commit holding it failed, the task
+// is abandoned (it was never acknowledged) and the error wraps
+// taskstore.ErrUnavailable.
+func (r *Runner) Acknowledge(ctx context.Context, id string) error {
+	err := r.store.Durable(ctx, id)
+	if errors.Is(err, taskstore.ErrUnavailable) {
+		r.store.Abandon(id)
+	}
+	return err
+}
+
+// resume runs again every task a previous master left unfinished, from its
+// stored request.
+func (r *Runner) resume() {
+	for _, rec := range r.store.Unfinished() {
+		if rec.Request.Empty() {
+			final := r.finish(rec.Task.ID, "", 0, errInvalid)
+			r.cfg.Logger.Warn("task left unfinished without its request; failed", "task", rec.Task.ID, "error", final.Error)
+			continue
+		}
+		t, err := r.store.Update(rec.Task.ID, func(t *api.Task) { t.Status = api.StatusQueued })
+		if err != nil {
+			continue
+		}
+		r.cfg.Logger.Info("resuming task left unfinished by the previous run", "task", t.ID)
+		r.start(t, rec.Request)
+	}
+}
+
+var errInvalid = errors.New("the task was stored without its request (by an older master); submit it again")
+
+func (r *Runner) start(t api.Task, req taskstore.Request) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.run(t, req)
+	}()
+}
+
+// evalError is a slave's verdict on an expression: final, not retried.
+type evalError struct{ msg string }
+
+func (e evalError) Error() string { return "evaluation failed: " + e.msg }
+
+// Malformed slave answers (the slave's fault: the job runs elsewhere).
+var (
+	errNoAnswer     = errors.New("the slave answered neither a result nor an error")
+	errNotOneAnswer = errors.New("not exactly one of a result and an error")
+)
+
+// run tries a task until it reaches a final status, which it records
+// exactly once. A stopping runner leaves the task unfinished.
+func (r *Runner) run(t api.Task, req taskstore.Request) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Deadline)
+	defer cancel()
+	ctx = httpserve.WithRequestID(ctx, req.RequestID)
+	var (
+		result float64
+		slave  string
+		err    error
+	)
+	// Group tasks only when they would wait anyway (jobs queued for a
+	// slave, or tasks already waiting to be grouped): an idle cluster
+	// answers each task with its own call, at the lowest latency.
+	if r.group != nil && req.Expression != "" && (r.pool.QueueDepth() > 0 || r.group.depth() > 0) {
+		deadline, _ := ctx.Deadline()
+		o := r.group.submit(&pending{id: t.ID, expr: req.Expression, reqID: req.RequestID, deadline: deadline})
+		result, slave, err = o.result, o.slave, o.err
+	} else {
+		creq := api.ComputeRequest{ID: t.ID, Expression: req.Expression, Operation: req.Operation}
+		var tg dispatch.Target
+		tg, _, err = r.pool.Do(ctx, req.HashKey, func(ctx context.Context, tg dispatch.Target, _ int) error {
+			r.assigned(t.ID, tg.ID)
+			resp, err := r.slaves.Compute(ctx, tg, creq, req.RequestID)
+			switch {
+			case err != nil:
+			case resp.Error != "":
+				return dispatch.Permanent(evalError{resp.Error})
+			case resp.Result == nil:
+				err = fmt.Errorf("slave %s: %w", tg.ID, errNoAnswer)
+			default:
+				result = *resp.Result
+				return nil
+			}
+			r.requeued(t.ID)
+			return err
+		})
+		slave = tg.ID
+	}
+	if r.ctx.Err() != nil && err != nil {
+		r.cfg.Logger.Info("master stopping: task left for the next start", "task", t.ID)
+		return
+	}
+	r.finish(t.ID, slave, result, err)
+}
+
+// finish records the final status of a task: completed when err is nil,
+// failed with its reason otherwise.
+func (r *Runner) finish(id, slave string, result float64, err error) api.Task {
+	finished := time.Now().UTC()
+	reason, msg := Classify(err, r.cfg.Deadline)
+	final, uerr := r.store.Update(id, func(t *api.Task) {
+		t.FinishedAt = &finished
+		t.DurationMS = float64(finished.Sub(t.CreatedAt).Microseconds()) / 1000
+		if slave != "" {
+			t.Slave = slave
+		}
+		if err == nil {
+			t.Status, t.Result, t.Error, t.Reason = api.StatusCompleted, &result, "", ""
+			return
+		}
+		t.Status, t.Result, t.Error, t.Reason = api.StatusFailed, nil, msg, reason
+	})
+	if uerr != nil {
+		return api.Task{} // abandoned: it was never acknowledged
+	}
+	r.cfg.Finished(final)
+	return final
+}
+
+// Classify returns the failure reason and message of a task's final error.
+func Classify(err error, deadline time.Duration) (reason, msg string) {
+	var ee evalError
+	switch {
+	case err == nil:
+		return "", ""
+	case errors.As(err, &ee):
+		return api.ReasonEvaluation, ee.Error()
+	case errors.Is(err, errInvalid):
+		return api.ReasonInvalid, err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return api.ReasonDeadline, fmt.Sprintf("deadline of %s exceeded: %v", deadline, err)
+	default:
+		return api.ReasonUnavailable, err.Error()
+	}
+}
+
+func (r *Runner) assigned(id, slave string) {
+	_, _ = r.store.Update(id, func(t *api.Task) {
+		t.Status, t.Slave, t.Attempts = api.StatusAssigned, slave, t.Attempts+1
+	})
+}
+
+func (r *Runner) requeued(id string) {
+	_, _ = r.store.Update(id, func(t *api.Task) { t.Status = api.StatusQueued })
+}
