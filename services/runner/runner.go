@@ -1,23 +1,22 @@
-// Package runner owns the life of a calculator task on the master:
+// Package runner owns the life of a calculator task on the master: admit,
+// store, durable, queue, attempt (again and again), record once.
 //
-//		admit → store → (durable) → queue → attempt … → record once
-//
-//	  - Admit: a task is refused (the caller answers 503) while the task store
-//	    cannot write, while no slave is healthy, or while the queue is full.
-//	  - Store: the task and its original request (expression or operation,
-//	    hash key, request id) go to the store, which waits while its writer
-//	    is behind (backpressure).
-//	  - Durable: Acknowledge returns once the store's group commit holding the
-//	    task is on disk; an async 202 is sent only then. The attempts start
-//	    at once, without waiting for that commit: evaluation is pure, so
-//	    running a task whose commit then fails costs nothing, and a task that
-//	    finishes within one commit window is written once.
-//	  - Queue and attempts: the dispatcher picks a slave (waiting in its FIFO
-//	    queue when every slave is busy) and runs the task again elsewhere
-//	    when a slave fails, until the task deadline. Single expressions that
-//	    would wait are grouped into one batch call per slave.
-//	  - Record once: the final status, with a typed reason when it failed, is
-//	    written by the task's own runner goroutine and nowhere else.
+//   - Admit: a task is refused (the caller answers 503) while the task store
+//     cannot write, while no slave is healthy, or while the queue is full.
+//   - Store: the task and its original request (expression or operation,
+//     hash key, request id) go to the store, which waits while its writer
+//     is behind (backpressure).
+//   - Durable: Acknowledge returns once the store's group commit holding the
+//     task is on disk; an async 202 is sent only then. The attempts start
+//     at once, without waiting for that commit: evaluation is pure, so
+//     running a task whose commit then fails costs nothing, and a task that
+//     finishes within one commit window is written once.
+//   - Queue and attempts: the dispatcher picks a slave (waiting in its FIFO
+//     queue when every slave is busy) and runs the task again elsewhere
+//     when a slave fails, until the task deadline. Single expressions that
+//     would wait are grouped into one batch call per slave.
+//   - Record once: the final status, with a typed reason when it failed, is
+//     written by the task's own runner goroutine and nowhere else.
 //
 // The runner depends on three small interfaces (Store, Dispatcher, Slaves),
 // not on the HTTP server, so every step is tested without sockets.
