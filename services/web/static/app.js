@@ -54,6 +54,11 @@
     return slaveColors.get(id);
   }
 
+  // slaveTag is a slave's swatch and id; a long id ends in an ellipsis and
+  // shows whole in its tooltip.
+  const slaveTag = (id) => `<span class="slave-id" title="${escapeHTML(id)}"><span class="swatch" style="background:${slaveCSS(id)}"></span>` +
+    `<span class="sid">${escapeHTML(id)}</span></span>`;
+
   const slaveCSS = (id, a = 1) => {
     const [r, g, b] = slaveRGB(id);
     return a === 1 ? `rgb(${r},${g},${b})` : `rgba(${r},${g},${b},${a})`;
@@ -72,6 +77,9 @@
   // The master's default --mandel-max-pixels: a larger frame is refused, so
   // the page never allocates a canvas for it.
   const MAX_PIXELS = 4096 * 4096;
+  // The master's default --mandel-max-iter: a link asking for more is not
+  // sent to the master (it would answer 413); the page says so instead.
+  const MAX_ITER = 100000;
 
   const defaultScale = (w, h) => Math.max(3.4 / w, 2.6 / h);
 
@@ -83,9 +91,16 @@
   // server computes it (mandel.Frame.Origin).
   const origin = (v) => [v.cx - (v.w / 2) * v.scale, v.cy + (v.h / 2) * v.scale];
 
+  // viewFromHash reads a view from the URL hash. A value that is out of
+  // range or not a number is not used: its default stays, and a note for
+  // the user is added to v.notes.
   function viewFromHash(hash) {
     const p = new URLSearchParams(String(hash || '').replace(/^#/, ''));
     if (![...p.keys()].length) return null;
+    const notes = [];
+    const reject = (k, allowed) => {
+      if (p.get(k) !== null) notes.push(`${k}=${p.get(k)} ignored: ${allowed}`);
+    };
     const num = (k) => {
       const s = p.get(k);
       if (s === null || s.trim() === '') return undefined;
@@ -102,19 +117,23 @@
     if (w !== undefined && h !== undefined && w * h <= MAX_PIXELS) {
       v.w = w;
       v.h = h;
+    } else if (p.get('w') !== null || p.get('h') !== null) {
+      notes.push(`w=${p.get('w')}, h=${p.get('h')} ignored: 1 to ${MAX_DIM} pixels a side, ${fmtInt(MAX_PIXELS)} in all`);
     }
     v.scale = defaultScale(v.w, v.h);
     const cx = num('cx');
     const cy = num('cy');
     const scale = num('scale');
-    if (cx !== undefined) v.cx = cx;
-    if (cy !== undefined) v.cy = cy;
-    if (scale !== undefined && scale > 0) v.scale = scale;
-    v.iter = int('iter', 1, 1e6) ?? v.iter;
+    if (cx !== undefined) v.cx = cx; else reject('cx', 'a number');
+    if (cy !== undefined) v.cy = cy; else reject('cy', 'a number');
+    if (scale !== undefined && scale > 0) v.scale = scale; else reject('scale', 'a positive number');
+    const iter = int('iter', 1, MAX_ITER);
+    if (iter !== undefined) v.iter = iter; else reject('iter', `iterations are a whole number from 1 to ${fmtInt(MAX_ITER)}`);
     const cmap = p.get('cmap');
-    if (cmap && COLORMAPS.includes(cmap)) v.cmap = cmap;
+    if (cmap && COLORMAPS.includes(cmap)) v.cmap = cmap; else reject('cmap', `one of ${COLORMAPS.join(', ')}`);
     const policy = p.get('policy');
-    if (policy && POLICIES.includes(policy)) v.policy = policy;
+    if (policy && POLICIES.includes(policy)) v.policy = policy; else if (policy) reject('policy', `one of ${POLICIES.join(', ')}`);
+    v.notes = notes;
     return v;
   }
 
@@ -232,10 +251,23 @@
   // Mandelbrot explorer: rendering
   // ------------------------------------------------------------------
 
-  function showMessage(msg) {
+  function showMessage(msg, retry = false) {
     stageMsg.textContent = msg;
+    if (msg && retry) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'btn';
+      b.id = 'retry';
+      b.textContent = 'Retry';
+      b.addEventListener('click', () => { retryWhenSlaves = false; render(); });
+      stageMsg.append(b);
+    }
     stageMsg.hidden = !msg;
   }
+
+  // retryWhenSlaves is set when a render failed because no slave could
+  // take it; the dashboard's poll renders again when one registers.
+  let retryWhenSlaves = false;
 
   function setProgress(done, total, final) {
     const pct = final ? 100 : total ? Math.floor((100 * done) / total) : 0;
@@ -339,7 +371,8 @@
       lastRender.done = false;
       setState('error');
       setStats('failed');
-      showMessage(msg);
+      retryWhenSlaves = /no (healthy )?slaves?\b|unavailable|no slave/i.test(msg);
+      showMessage(msg, true);
       if (es === src) es = null;
     };
 
@@ -482,8 +515,7 @@
     knowSlaves(ids);
     $('legend').innerHTML = ids.map((id) => {
       const s = slaves[id];
-      return `<li data-slave="${escapeHTML(id)}"><span class="swatch" style="background:${slaveCSS(id)}"></span>` +
-        `<b>${escapeHTML(id)}</b> ${s.tiles} tile${s.tiles === 1 ? '' : 's'} · ${fmtMs(s.busy_ms)} busy</li>`;
+      return `<li data-slave="${escapeHTML(id)}">${slaveTag(id)} ${s.tiles} tile${s.tiles === 1 ? '' : 's'} · ${fmtMs(s.busy_ms)} busy</li>`;
     }).join('');
     $('legend').dataset.final = final ? 'true' : 'false';
   }
@@ -599,13 +631,21 @@
     overlay.hidden = !overlayToggle.checked;
     try { localStorage.setItem('calclab.overlay', overlayToggle.checked ? '1' : '0'); } catch (_) { /* private mode */ }
   });
-  try { overlayToggle.checked = localStorage.getItem('calclab.overlay') === '1'; } catch (_) { /* private mode */ }
+  // Tiles by slave is on unless the user turned it off.
+  overlayToggle.checked = true;
+  try { overlayToggle.checked = localStorage.getItem('calclab.overlay') !== '0'; } catch (_) { /* private mode */ }
   overlay.hidden = !overlayToggle.checked;
 
   function fromLocation(push) {
     const v = viewFromHash(location.hash);
+    const notes = (v && v.notes) || [];
+    if (v) delete v.notes;
+    $('view-note').textContent = notes.join(' · ');
+    $('view-note').hidden = !notes.length;
     if (v && view && hashOf(v) === hashOf(view)) return;
-    setView(v || defaultView(), push);
+    // A rejected value is dropped from the URL too (replaceState), so the
+    // link on screen is the view on screen.
+    setView(v || defaultView(), push && !notes.length);
   }
   window.addEventListener('popstate', () => fromLocation(false));
   window.addEventListener('hashchange', () => fromLocation(false));
@@ -638,16 +678,16 @@
       const seen = s.last_seen ? Math.max(0, Math.round((Date.now() - Date.parse(s.last_seen)) / 1000)) : null;
       const title = `${s.webhook}${s.version ? ' · v' + s.version : ''} · failures ${s.failures}` + (seen !== null ? ` · seen ${seen}s ago` : '');
       return `<tr data-slave="${escapeHTML(s.id)}" title="${escapeHTML(title)}">` +
-        `<td><span class="slave-id"><span class="swatch" style="background:${slaveCSS(s.id)}"></span>${escapeHTML(s.id)}</span></td>` +
+        `<td>${slaveTag(s.id)}</td>` +
         `<td><span class="badge ${escapeHTML(s.status)}">${escapeHTML(s.status)}</span></td>` +
         `<td><div class="load"><div class="load-bar"><div class="load-fill ${cls}" style="width:${pct}%"></div></div>` +
         `<span class="load-text">${s.in_flight}/${s.capacity}</span></div></td>` +
-        `<td class="num">${fmtInt(s.tasks_done)}</td>` +
+        `<td class="num" title="${escapeHTML(fmtInt(s.tasks_done))} calculator tasks and Mandelbrot tiles">${fmtInt(s.tasks_done)}</td>` +
         `<td class="num">${s.latency_ms ? fmtMs(s.latency_ms) : '—'}</td></tr>`;
     }).join('');
   }
 
-  function renderHealth(h) {
+  function renderHealth(h, slaves = []) {
     $('st-slaves').textContent = String(h.slaves);
     $('st-queue').textContent = fmtInt(h.queue_depth);
     $('st-inflight').textContent = fmtInt(h.in_flight);
@@ -665,8 +705,17 @@
     $('st-rate').textContent = rate < 100 ? rate.toFixed(1) : fmtInt(Math.round(rate));
     $('st-peak').textContent = peak > 0 ? `· peak ${peak < 100 ? peak.toFixed(1) : fmtInt(Math.round(peak))}` : '';
     drawSparkline(now);
-    const st = h.status === 'ok' && h.slaves > 0 ? 'ok' : 'degraded';
-    setConn(st, `master ${h.status} · ${h.slaves} slave${h.slaves === 1 ? '' : 's'}${h.version ? ' · v' + h.version : ''}`);
+    // Green only when the master is ok and every registered slave is
+    // serving: one that is down (or draining) makes the cluster degraded.
+    const notServing = slaves.filter((s) => s.status !== 'free' && s.status !== 'busy');
+    const st = h.status === 'ok' && h.slaves > 0 && notServing.length === 0 ? 'ok' : 'degraded';
+    const why = notServing.length ? ` · ${notServing.map((s) => `${s.id} ${s.status}`).join(', ')}` : '';
+    setConn(st, `master ${h.status} · ${h.slaves} slave${h.slaves === 1 ? '' : 's'}${why}${h.version ? ' · v' + h.version : ''}`);
+    // A render that failed for want of slaves runs again once one serves.
+    if (retryWhenSlaves && h.slaves > 0) {
+      retryWhenSlaves = false;
+      render();
+    }
   }
 
   function drawSparkline(now) {
@@ -719,7 +768,7 @@
       }
       else res = `<td><span class="badge">${escapeHTML(t.status)}</span></td>`;
       return `<tr><td class="expr" title="${escapeHTML(t.expression)}">${escapeHTML(t.expression)}</td>${res}` +
-        `<td>${t.slave ? `<span class="slave-id"><span class="swatch" style="background:${slaveCSS(t.slave)}"></span>${escapeHTML(t.slave)}</span>` : '—'}</td>` +
+        `<td>${t.slave ? slaveTag(t.slave) : '—'}</td>` +
         `<td class="num">${t.duration_ms ? t.duration_ms.toFixed(1) : '—'}</td></tr>`;
     }).join('');
   }
@@ -728,7 +777,7 @@
     try {
       const [slaves, health] = await Promise.all([getJSON('/slaves'), getJSON('/health')]);
       renderSlaves(slaves);
-      renderHealth(health);
+      renderHealth(health, slaves);
       $('dash-updated').textContent = 'updated ' + fmtTime(new Date());
     } catch (err) {
       setConn('down', 'master unreachable');
@@ -764,7 +813,7 @@
         ? `<span class="h-res err" title="${escapeHTML(h.error)}">${escapeHTML(h.error)}</span>`
         : `<span class="h-res">= ${escapeHTML(h.result)}</span>`;
       const meta = [fmtTime(h.at), h.slave ? 'on ' + h.slave : '', h.ms !== undefined ? fmtMs(h.ms) : ''].filter(Boolean).join(' · ');
-      return `<li data-expr="${escapeHTML(h.expr)}" title="Click to edit"><span class="h-expr">${escapeHTML(h.expr)}</span>${res}` +
+      return `<li data-expr="${escapeHTML(h.expr)}"${h.error !== undefined ? ' class="err"' : ''} title="Click to edit"><span class="h-expr" title="${escapeHTML(h.expr)}">${escapeHTML(h.expr)}</span>${res}` +
         `<span class="h-meta">${escapeHTML(meta)}</span></li>`;
     }).join('');
   }
