@@ -11,6 +11,7 @@ import (
 
 	"github.com/calclab/calclab/infra/driver/qemu"
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/infra/terraform"
 	"github.com/calclab/calclab/provision/deploy"
 )
 
@@ -93,9 +94,7 @@ func TestRubyMatchesGo(t *testing.T) {
 				if want := qemu.MAC(lab.Name, n.Name); g.LibvirtMA != want {
 					t.Errorf("%s: libvirt MAC %s, qemu.MAC %s", n.Name, g.LibvirtMA, want)
 				}
-				// Hyper-V's MAC: the same three hashed bytes behind 00:15:5D.
-				want := "00155D" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(qemu.MAC(lab.Name, n.Name), "52:54:00:"), ":", ""))
-				if g.HyperVMAC != want {
+				if want := terraform.HyperVMAC(lab.Name, n.Name); g.HyperVMAC != want {
 					t.Errorf("%s: hv.mac %s, want %s", n.Name, g.HyperVMAC, want)
 				}
 				env, err := deploy.EnvFor(lab, n)
