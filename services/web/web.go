@@ -26,7 +26,8 @@ import (
 //go:embed static
 var static embed.FS
 
-// Static is the embedded UI: index.html, app.js, style.css, favicon.svg.
+// Static is the embedded UI: index.html, app.js, style.css, favicon.svg, and
+// the API reference page api.html (api.js, api.css) that renders /openapi.json.
 var Static = func() fs.FS {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {

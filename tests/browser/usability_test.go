@@ -1,7 +1,9 @@
 package browser
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -160,5 +162,53 @@ func TestUIRecoversWhenASlaveRegisters(t *testing.T) {
 	waitFor[bool](t, ctx, 20*time.Second, "the header to leave green", `document.getElementById('conn').dataset.state !== 'ok'`)
 	if text := eval[string](t, ctx, `document.getElementById('conn-text').textContent`); !strings.Contains(text, "slave-1") {
 		t.Errorf("header %q does not name the slave that is down", text)
+	}
+}
+
+// TestUIAPIPageRendersEveryOperation: the header's "API" link opens a
+// human-readable reference served by the master itself (no CDN): every
+// operation of /openapi.json is on it, and the page loads nothing from
+// another origin.
+func TestUIAPIPageRendersEveryOperation(t *testing.T) {
+	needChrome(t)
+	m := testcluster.StartMaster(t, t.TempDir(), "--log-level", "warn")
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	res, err := http.Get(m.URL + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(res.Body).Decode(&doc)
+	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, item := range doc.Paths {
+		for k := range item {
+			switch k {
+			case "get", "post", "put", "patch", "delete":
+				want++
+			}
+		}
+	}
+	ctx, logs := newBrowser(t, 1280, 900)
+	do(t, ctx, 20*time.Second, "open the page", chromedp.Navigate(m.URL+"/"))
+	href := eval[string](t, ctx, `[...document.querySelectorAll('header a')].find((a) => a.textContent.trim() === 'API').href`)
+	do(t, ctx, 20*time.Second, "follow the API link", chromedp.Navigate(href))
+	got := waitFor[string](t, ctx, 10*time.Second, "the operations", `document.body.dataset.apiOps`)
+	if got != fmt.Sprint(want) {
+		t.Errorf("API page rendered %s operations, the document has %d", got, want)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('.api-op').length`); n != want {
+		t.Errorf("%d operation sections, want %d", n, want)
+	}
+	foreign := eval[[]string](t, ctx, `performance.getEntriesByType('resource').map((e) => e.name).filter((u) => new URL(u).origin !== location.origin)`)
+	if len(foreign) > 0 {
+		t.Errorf("the API page loaded from other origins: %v", foreign)
+	}
+	if errs := logs.errors(); len(errs) > 0 {
+		t.Errorf("console errors: %v", errs)
 	}
 }
