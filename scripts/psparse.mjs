@@ -15,6 +15,7 @@ const parser = new Parser();
 parser.setLanguage(PowerShell);
 
 function parse(src) {
+  src = src.replace(/^\uFEFF/, ''); // a BOM, as PowerShell reads it
   const tree = parser.parse(src, null, { bufferSize: 2 * src.length + 1024 });
   const errors = [];
   const strings = [];

@@ -31,6 +31,8 @@ type Lab struct {
 	SSHUser  string   `yaml:"ssh_user"`
 	Services Services `yaml:"services"`
 	Nodes    []Node   `yaml:"nodes"`
+	// HyperV is the hyperv provider's host (see hyperv.go).
+	HyperV HyperV `yaml:"hyperv"`
 
 	// File is the path the lab was read from ("" when built in code).
 	File string `yaml:"-"`
@@ -317,7 +319,7 @@ func (l *Lab) Validate() error {
 	if len(l.Nodes) < 2 {
 		return l.fail("nodes", "a lab needs at least one slave node")
 	}
-	return nil
+	return l.validateHyperV()
 }
 
 // Master returns the master node.

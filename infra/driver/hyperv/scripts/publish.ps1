@@ -1,0 +1,18 @@
+# Publish each node's service port on the host (NAT static mapping plus a
+# firewall rule) so a client elsewhere reaches it: host:port -> ip:guest_port.
+$r.publish = @{ mappings = @(); rules = @() }
+$have = @(Get-NetNatStaticMapping -NatName $NatName -ErrorAction SilentlyContinue)
+foreach ($m in $Ports.items) {
+  $x = @($have | Where-Object { $_.ExternalPort -eq $m.port -and [string]$_.Protocol -eq 'TCP' })
+  if ($x.Count -gt 0 -and ($x[0].InternalIPAddress -ne $m.ip -or $x[0].InternalPort -ne $m.guest_port)) {
+    Stop-Step 'PortTaken' ('Port ' + $m.port + ' of the host is already mapped to ' + $x[0].InternalIPAddress + ':' + $x[0].InternalPort)
+  }
+  if ($x.Count -eq 0) {
+    New-NetNatStaticMapping -NatName $NatName -Protocol TCP -ExternalIPAddress '0.0.0.0' -ExternalPort $m.port -InternalIPAddress $m.ip -InternalPort $m.guest_port | Out-Null
+    $r.publish.mappings += $m.port
+  }
+  if (-not (Get-NetFirewallRule -Name $m.rule -ErrorAction SilentlyContinue)) {
+    New-NetFirewallRule -Name $m.rule -DisplayName $m.rule -Direction Inbound -Protocol TCP -LocalPort $m.port -Action Allow | Out-Null
+    $r.publish.rules += $m.rule
+  }
+}
