@@ -6,7 +6,7 @@ NODE     ?=
 LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER))
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: deps tools build lab-up lab-down lab-status lab-logs lab-ssh test unit vet fmt-check newman bench-calc bench-mandel clean
+.PHONY: deps tools build lab-up lab-down lab-status lab-logs lab-ssh test unit vet cross fmt-check newman bench-calc bench-mandel clean
 
 tools: ## pulumi and terraform CLIs for the IaC engines, built once into ~/.cache/calclab/bin (or taken from PATH)
 	GO=$(GO) scripts/tools.sh
@@ -51,7 +51,12 @@ newman: build ## run the Postman collection against a lab this target starts and
 deps: ## install what make test needs: Debian packages (as root) and the pinned npm tools (npm ci)
 	scripts/test-deps.sh
 
-test: deps tools fmt-check vet unit newman vagrant-check ## the whole suite: what .ci/run calls
+test: deps tools fmt-check vet cross unit newman vagrant-check ## the whole suite: what .ci/run calls
+
+cross: ## the commands build for Windows (lab drives Hyper-V from there) and macOS
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/lab ./cmd/master ./cmd/slave
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/lab ./cmd/master ./cmd/slave
+
 
 bench-calc: build ## calculator benchmark: direct, master, nginx, batch
 	$(GO) run ./scripts/benchcalc

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/calclab/calclab/infra/driver"
 	"github.com/calclab/calclab/infra/driver/local"
@@ -93,10 +92,7 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l := &lab.Lab{Spec: s, Driver: drv, Out: out, LinuxBinDir: filepath.Join(*binDir, "linux-amd64")}
-	if _, remote := drv.(driver.Remote); remote {
-		l.ReadyTimeout = 3 * time.Minute
-	}
+	l := &lab.Lab{Spec: s, Driver: drv, Out: out, LinuxBinDir: filepath.Join(*binDir, "linux-amd64"), StateDir: dir}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -143,7 +139,7 @@ func run(args []string, out io.Writer) error {
 			return fmt.Errorf("usage: lab logs NODE [-f] (nodes: %v)", s.NodeNames())
 		}
 		if *console {
-			return drv.Logs(ctx, s, node, *follow, out)
+			return l.Console(ctx, node, *follow, out)
 		}
 		return l.Logs(ctx, node, *follow, out)
 	case "ssh":
@@ -154,15 +150,9 @@ func run(args []string, out io.Writer) error {
 		if len(sargs) > 0 && sargs[0] == "--" {
 			sargs = sargs[1:]
 		}
-		return drv.SSH(ctx, s, node, sargs)
+		return l.SSH(ctx, node, sargs, os.Stdin, os.Stdout, os.Stderr)
 	case "ssh-config":
-		sc, ok := drv.(interface {
-			SSHConfig(*spec.Lab) (string, error)
-		})
-		if !ok {
-			return fmt.Errorf("ssh-config with the %s provider: %w (its nodes are processes; see lab logs)", drv.Name(), driver.ErrUnsupported)
-		}
-		text, err := sc.SSHConfig(s)
+		text, err := l.SSHConfig()
 		if err != nil {
 			return err
 		}

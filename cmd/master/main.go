@@ -24,6 +24,27 @@ Usage: master [flags]`
 func main() { envflag.Exit("master", run(os.Args[1:])) }
 
 func run(args []string) error {
+	cfg, svc, err := parse(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Logger, err = svc.Start(); err != nil {
+		return err
+	}
+	// The task store keeps up to --max-tasks tasks on the heap, which the
+	// collector scans on every cycle: collect less often than Go's default
+	// (GOGC=100) unless the operator chose. Memory stays small (tens of MB).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return master.Run(ctx, cfg)
+}
+
+// parse reads the master's configuration from args and the environment
+// (looked up with getenv) and checks it.
+func parse(args []string, getenv func(string) string) (master.Config, *envflag.Service, error) {
 	cfg := master.Defaults()
 	fs := flag.NewFlagSet("master", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on")
@@ -44,23 +65,13 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MandelMaxIter, "mandel-max-iter", cfg.MandelMaxIter, "max iterations of one Mandelbrot render")
 	fs.DurationVar(&cfg.TileTimeout, "tile-timeout", cfg.TileTimeout, "timeout of one try of one Mandelbrot tile on one slave")
 	svc := envflag.ServiceFlags(fs)
+	svc.Getenv = getenv
 	if err := svc.Parse(fs, summary, args); err != nil {
-		return err
+		return cfg, nil, err
 	}
 	var err error
 	if cfg.AllowCIDRs, err = master.ParseCIDRs(*cidrs); err != nil {
-		return err
+		return cfg, nil, err
 	}
-	if cfg.Logger, err = svc.Start(); err != nil {
-		return err
-	}
-	// The task store keeps up to --max-tasks tasks on the heap, which the
-	// collector scans on every cycle: collect less often than Go's default
-	// (GOGC=100) unless the operator chose. Memory stays small (tens of MB).
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return master.Run(ctx, cfg)
+	return cfg, svc, nil
 }

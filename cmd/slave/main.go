@@ -23,6 +23,21 @@ Usage: slave [flags]`
 func main() { envflag.Exit("slave", run(os.Args[1:])) }
 
 func run(args []string) error {
+	cfg, svc, err := parse(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Logger, err = svc.Start(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return slave.Run(ctx, cfg)
+}
+
+// parse reads the slave's configuration from args and the environment
+// (looked up with getenv) and checks it.
+func parse(args []string, getenv func(string) string) (slave.Config, *envflag.Service, error) {
 	cfg := slave.Defaults()
 	fs := flag.NewFlagSet("slave", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP on")
@@ -32,17 +47,12 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Token, "token", "", "shared token to present to the master")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "tasks evaluated at once, reported to the master (default: number of CPUs)")
 	svc := envflag.ServiceFlags(fs)
+	svc.Getenv = getenv
 	if err := svc.Parse(fs, summary, args); err != nil {
-		return err
+		return cfg, nil, err
 	}
 	if cfg.Capacity < 1 || cfg.Capacity > 4096 {
-		return fmt.Errorf("--capacity must be from 1 to 4096, got %d", cfg.Capacity)
+		return cfg, nil, fmt.Errorf("--capacity must be from 1 to 4096, got %d", cfg.Capacity)
 	}
-	var err error
-	if cfg.Logger, err = svc.Start(); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return slave.Run(ctx, cfg)
+	return cfg, svc, nil
 }

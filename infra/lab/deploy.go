@@ -10,16 +10,14 @@ import (
 
 	"github.com/calclab/calclab/infra/driver"
 	"github.com/calclab/calclab/provision/deploy"
-	"github.com/calclab/calclab/provision/sshkeys"
 )
 
 // Deploy installs the services on every node of a Remote provider over SSH
 // (binaries, env files, systemd units), in parallel, and reports per node
 // whether anything changed. Nothing changed means nothing restarted.
 func (l *Lab) Deploy(ctx context.Context) error {
-	remote, ok := l.Driver.(driver.Remote)
-	if !ok {
-		return fmt.Errorf("deploy with the %s provider: %w (it runs bin/ directly)", l.Driver.Name(), driver.ErrUnsupported)
+	if !l.Driver.Info().Remote {
+		return fmt.Errorf("deploy with the %s provider: %w (it runs bin/ directly)", l.Driver.Info().Name, driver.ErrUnsupported)
 	}
 	for _, role := range []string{"master", "slave"} {
 		if _, err := os.Stat(filepath.Join(l.LinuxBinDir, role)); err != nil {
@@ -37,15 +35,7 @@ func (l *Lab) Deploy(ctx context.Context) error {
 			defer wg.Done()
 			start := time.Now()
 			err := func() error {
-				t, err := remote.SSHTarget(l.Spec, n.Name)
-				if err != nil {
-					return err
-				}
-				signer, _, err := sshkeys.EnsureKeyPair(t.KeyDir)
-				if err != nil {
-					return err
-				}
-				kh, err := sshkeys.OpenKnownHosts(t.KnownHosts)
+				t, err := l.Driver.SSHTarget(l.Spec, n.Name)
 				if err != nil {
 					return err
 				}
@@ -53,7 +43,7 @@ func (l *Lab) Deploy(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				changed, err := deploy.DeployNode(ctx, deploy.Node{Name: n.Name, Role: n.Role, Addr: t.Addr, User: t.User}, signer, kh, plan, func(string) {})
+				changed, err := deploy.DeployNode(ctx, t, plan, func(string) {})
 				if err != nil {
 					return err
 				}

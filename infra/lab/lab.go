@@ -6,9 +6,11 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -31,7 +33,10 @@ type Lab struct {
 	// LinuxBinDir holds static linux/amd64 master and slave binaries, for
 	// providers whose nodes are VMs.
 	LinuxBinDir string
-	client      *http.Client
+	// StateDir is the lab's state directory (.lab), where the lab writes
+	// ssh_config for Remote providers.
+	StateDir string
+	client   *http.Client
 }
 
 func (l *Lab) http() *http.Client {
@@ -57,11 +62,18 @@ func (l *Lab) progress(s driver.Step) {
 // slave is registered and free; it is safe to run again.
 func (l *Lab) Up(ctx context.Context) error {
 	start := time.Now()
-	fmt.Fprintf(l.Out, "lab %s: bringing up %d nodes with the %s provider\n", l.Spec.Name, len(l.Spec.Nodes), l.Driver.Name())
+	info := l.Driver.Info()
+	fmt.Fprintf(l.Out, "lab %s: bringing up %d nodes with the %s provider\n", l.Spec.Name, len(l.Spec.Nodes), info.Name)
 	if err := l.Driver.Up(ctx, l.Spec, l.progress); err != nil {
 		return err
 	}
-	if _, remote := l.Driver.(driver.Remote); remote {
+	if info.Remote {
+		if err := l.writeSSHConfig(); err != nil {
+			return err
+		}
+		if err := l.waitBooted(ctx); err != nil {
+			return err
+		}
 		if err := l.Deploy(ctx); err != nil {
 			return err
 		}
@@ -94,6 +106,9 @@ func (l *Lab) nodeURL(ctx context.Context, role string) string {
 func (l *Lab) waitReady(ctx context.Context) error {
 	timeout := l.ReadyTimeout
 	if timeout <= 0 {
+		timeout = l.Driver.Info().ReadyTimeout
+	}
+	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -122,7 +137,7 @@ func (l *Lab) waitReady(ctx context.Context) error {
 		}
 		for _, c := range cur {
 			if !c.Running {
-				return fmt.Errorf("node %s is not running (it exited while starting?); its log: %s", c.Name, c.Log)
+				return fmt.Errorf("node %s is not running (it exited while starting?); see lab logs %s", c.Name, c.Name)
 			}
 		}
 		if !healthy {
@@ -237,10 +252,15 @@ func (l *Lab) Status(ctx context.Context, asJSON bool) error {
 // Logs writes a node's service log: the journal of its calclab unit on a
 // VM provider, the process log on the local one.
 func (l *Lab) Logs(ctx context.Context, node string, follow bool, w io.Writer) error {
-	if r, ok := l.Driver.(driver.Remote); ok {
-		return r.ServiceLogs(ctx, l.Spec, node, follow, w)
-	}
 	return l.Driver.Logs(ctx, l.Spec, node, follow, w)
+}
+
+// Console writes a node's boot console, for providers that have one.
+func (l *Lab) Console(ctx context.Context, node string, follow bool, w io.Writer) error {
+	if !l.Driver.Info().Console {
+		return fmt.Errorf("console with the %s provider: %w (its nodes have no console; see lab logs %s)", l.Driver.Info().Name, driver.ErrUnsupported, node)
+	}
+	return l.Driver.Console(ctx, l.Spec, node, follow, w)
 }
 
 // Down stops every node and removes the lab's files.
@@ -248,6 +268,12 @@ func (l *Lab) Down(ctx context.Context) error {
 	start := time.Now()
 	if err := l.Driver.Down(ctx, l.Spec); err != nil {
 		return fmt.Errorf("lab down: %w", err)
+	}
+	if l.StateDir != "" {
+		if err := os.Remove(driver.SSHConfigFile(l.StateDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("lab down: %w", err)
+		}
+		_ = os.Remove(l.StateDir) // only when empty
 	}
 	fmt.Fprintf(l.Out, "lab %s is down (%s)\n", l.Spec.Name, time.Since(start).Round(time.Millisecond))
 	return nil

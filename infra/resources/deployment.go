@@ -186,28 +186,19 @@ func (a DeploymentArgs) deploy(ctx context.Context, d driver.Driver, log Log, re
 		s.URL, err = nodeURL(ctx, d, l, a.Node)
 		return s, err
 	}
-	r, ok := d.(driver.Remote)
-	if !ok {
+	if !d.Info().Remote {
 		return s, fmt.Errorf("deployment %s: the %s driver does not reach its nodes over SSH", a.Node, a.Provider)
 	}
-	t, err := r.SSHTarget(l, a.Node)
+	t, err := d.SSHTarget(l, a.Node)
 	if err != nil {
 		return s, fmt.Errorf("deployment %s: %w (is the node up?)", a.Node, err)
-	}
-	signer, _, err := sshkeys.EnsureKeyPair(t.KeyDir)
-	if err != nil {
-		return s, err
-	}
-	kh, err := sshkeys.OpenKnownHosts(t.KnownHosts)
-	if err != nil {
-		return s, err
 	}
 	me, _ := l.Node(a.Node)
 	plan, err := deploy.PlanFor(l, me, filepath.Dir(BinaryPath(a.Provider, a.BinDir, a.Role)))
 	if err != nil {
 		return s, fmt.Errorf("deployment %s: %w", a.Node, err)
 	}
-	changed, err := deploy.DeployNode(ctx, deploy.Node{Name: a.Node, Role: a.Role, Addr: t.Addr, User: t.User}, signer, kh, plan, func(string) {})
+	changed, err := deploy.DeployNode(ctx, t, plan, func(string) {})
 	if err != nil {
 		return s, fmt.Errorf("deployment %s: %w", a.Node, err)
 	}
@@ -245,7 +236,7 @@ func nodeURL(ctx context.Context, d driver.Driver, l *spec.Lab, name string) (st
 			return n.URL, nil
 		}
 	}
-	return "", fmt.Errorf("node %s: not known to the %s driver", name, d.Name())
+	return "", fmt.Errorf("node %s: not known to the %s driver", name, d.Info().Name)
 }
 
 // waitReady waits until the master answers healthy, or the slave is listed
@@ -367,18 +358,27 @@ func (s DeploymentState) Delete(ctx context.Context, log Log) error {
 	if err != nil {
 		return err
 	}
-	out, ok := d.(commandRunner)
-	if !ok {
-		return fmt.Errorf("deployment %s: the %s driver cannot run a command on a node: %w", s.Node, s.Provider, driver.ErrUnsupported)
-	}
-	if b, err := out.Output(ctx, l, s.Node, "sudo -n systemctl disable --now "+unit.Name); err != nil {
+	if b, err := output(ctx, d, l, s.Node, "sudo -n systemctl disable --now "+unit.Name); err != nil {
 		return fmt.Errorf("deployment %s: stop %s: %w: %s", s.Node, unit.Name, err, b)
 	}
 	log.printf("%s: %s stopped", s.Node, unit.Name)
 	return nil
 }
 
-// commandRunner runs one command on a node over SSH and returns its output.
-type commandRunner interface {
-	Output(ctx context.Context, lab *spec.Lab, node, command string) ([]byte, error)
+// output runs one command on a node over SSH (the driver's target) and
+// returns its combined output.
+func output(ctx context.Context, d driver.Driver, l *spec.Lab, node, command string) ([]byte, error) {
+	if !d.Info().Remote {
+		return nil, fmt.Errorf("the %s driver cannot run a command on a node: %w", d.Info().Name, driver.ErrUnsupported)
+	}
+	t, err := d.SSHTarget(l, node)
+	if err != nil {
+		return nil, err
+	}
+	c, err := t.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return sshkeys.Run(ctx, c, command)
 }

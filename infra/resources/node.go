@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/lab"
 	"github.com/calclab/calclab/infra/spec"
 )
 
@@ -130,16 +131,21 @@ func (a NodeArgs) Create(ctx context.Context, log Log) (NodeState, error) {
 		log.printf("node %s: %s", a.Name, a.localAddr())
 		return a.state(ctx, d)
 	}
-	err = d.Up(ctx, a.lab(), func(s driver.Step) {
+	progress := func(s driver.Step) {
 		switch {
 		case s.Err != nil:
 			log.printf("%s %s failed after %s: %v %s", s.Node, s.Step, s.Elapsed.Round(1e6), s.Err, s.Hint)
 		case s.Done:
 			log.printf("%s %s ok %s %s", s.Node, s.Step, s.Elapsed.Round(1e6), s.Hint)
 		}
-	})
-	if err != nil {
+	}
+	if err := d.Up(ctx, a.lab(), progress); err != nil {
 		return NodeState{}, fmt.Errorf("node %s: %w", a.Name, err)
+	}
+	// The drivers start VMs; the readiness wait (SSH, cloud-init) is the
+	// lab's, shared by every VM provider.
+	if err := lab.WaitBooted(ctx, d, a.lab(), a.Name, progress); err != nil {
+		return NodeState{}, err
 	}
 	return a.state(ctx, d)
 }
@@ -162,11 +168,10 @@ func (a NodeArgs) state(ctx context.Context, d driver.Driver) (NodeState, error)
 			s.URL = n.URL
 		}
 	}
-	r, ok := d.(driver.Remote)
-	if !ok {
+	if !d.Info().Remote {
 		return s, fmt.Errorf("node %s: the %s driver does not reach its nodes over SSH", a.Name, a.Provider)
 	}
-	t, err := r.SSHTarget(a.lab(), a.Name)
+	t, err := d.SSHTarget(a.lab(), a.Name)
 	if err != nil {
 		return s, fmt.Errorf("node %s: %w", a.Name, err)
 	}

@@ -21,6 +21,8 @@ func Exit(name string, err error) {
 // Service holds the flags both services share: logging and the profiler.
 type Service struct {
 	level, format, pprof *string
+	// Getenv looks up the flags' environment twins; nil is os.Getenv.
+	Getenv func(string) string
 }
 
 // ServiceFlags defines --log-level, --log-format and --pprof-listen on fs.
@@ -35,7 +37,11 @@ func ServiceFlags(fs *flag.FlagSet) *Service {
 // Parse is the package's Parse plus a check that no positional arguments
 // were given.
 func (s *Service) Parse(fs *flag.FlagSet, summary string, args []string) error {
-	if err := Parse(fs, summary, args, os.Getenv); err != nil {
+	getenv := s.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := Parse(fs, summary, args, getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -28,26 +28,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/calclab/calclab/provision/sshkeys"
 )
-
-// Node is a machine to deploy to.
-type Node struct {
-	Name, Role string
-	Addr       string // host:port to dial
-	User       string // login user, with passwordless sudo
-}
 
 // Plan is what to deploy to one node.
 type Plan struct {
@@ -101,42 +92,6 @@ var (
 	binName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
-
-// Dial connects to n as n.User with signer, checking the host key against
-// hostKeys (recorded on first contact, refused if it changes).
-func Dial(ctx context.Context, n Node, signer ssh.Signer, hostKeys *sshkeys.KnownHosts) (*ssh.Client, error) {
-	if hostKeys == nil {
-		return nil, errors.New("deploy: dial: no known_hosts (host keys are always checked)")
-	}
-	cfg, err := hostKeys.ClientConfig(n.User, signer, n.Addr)
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", n.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("deploy: %s: %w", n.Name, err)
-	}
-	// The SSH handshake honours ctx through the connection's deadline.
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	c, chans, reqs, err := ssh.NewClientConn(conn, n.Addr, cfg)
-	if !stop() { // ctx ended during the handshake
-		if err == nil {
-			c.Close()
-		}
-		conn.Close()
-		return nil, fmt.Errorf("deploy: %s: ssh %s@%s: %w", n.Name, n.User, n.Addr, ctx.Err())
-	}
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("deploy: %s: ssh %s@%s: %w", n.Name, n.User, n.Addr, err)
-	}
-	conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), nil
-}
 
 // file is one file Deploy keeps in place on the node.
 type file struct {
@@ -524,19 +479,13 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// DeployNode dials n (see Dial), deploys p (see Deploy) and hangs up.
-func DeployNode(ctx context.Context, n Node, signer ssh.Signer, hostKeys *sshkeys.KnownHosts, p Plan, progress func(string)) (changed bool, err error) {
-	if n.Role != "" && n.Role != p.Role {
-		return false, fmt.Errorf("deploy: node %s is a %s, the plan is for a %s", n.Name, n.Role, p.Role)
-	}
-	client, err := Dial(ctx, n, signer, hostKeys)
+// DeployNode dials t (sshkeys.Target.Dial), deploys p (see Deploy) and
+// hangs up.
+func DeployNode(ctx context.Context, t sshkeys.Target, p Plan, progress func(string)) (changed bool, err error) {
+	client, err := t.Dial(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer client.Close()
-	changed, err = Deploy(ctx, client, p, progress)
-	if err != nil {
-		return changed, fmt.Errorf("%s: %w", n.Name, err)
-	}
-	return changed, nil
+	return Deploy(ctx, client, p, progress)
 }

@@ -143,9 +143,7 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := startSSHD(t, filepath.Join(tmp, "sshd"), authKey, 0)
-	node := Node{Name: "master", Role: "master", Addr: srv.Addr, User: srv.User}
-
-	client, err := Dial(ctx(t), node, signer, kh)
+	client, err := sshkeys.DialWith(ctx(t), srv.Addr, srv.User, signer, kh)
 	if err != nil {
 		t.Fatalf("dial: %v\nsshd log:\n%s", err, srv.log)
 	}
@@ -309,7 +307,7 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 	}
 
 	// 6. Host keys: the same server is accepted again...
-	c2, err := Dial(ctx(t), node, signer, kh)
+	c2, err := sshkeys.DialWith(ctx(t), srv.Addr, srv.User, signer, kh)
 	if err != nil {
 		t.Fatalf("second dial: %v", err)
 	}
@@ -318,7 +316,7 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 	client.Close()
 	srv.Stop()
 	srv2 := startSSHD(t, filepath.Join(tmp, "sshd"), authKey, mustPort(t, srv.Addr))
-	_, err = Dial(ctx(t), node, signer, kh)
+	_, err = sshkeys.DialWith(ctx(t), srv.Addr, srv.User, signer, kh)
 	var changedKey *sshkeys.HostKeyChangedError
 	if !errors.As(err, &changedKey) {
 		t.Fatalf("dial to a server with a changed host key: err = %v, want a HostKeyChangedError", err)
@@ -330,7 +328,7 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 	if err := kh.Forget(srv.Addr); err != nil {
 		t.Fatal(err)
 	}
-	c3, err := Dial(ctx(t), node, signer, kh)
+	c3, err := sshkeys.DialWith(ctx(t), srv.Addr, srv.User, signer, kh)
 	if err != nil {
 		t.Fatalf("dial after Forget: %v", err)
 	}
@@ -352,19 +350,15 @@ func mustPort(t *testing.T, addr string) int {
 func TestDeployRefusesLoginUserAsServiceUser(t *testing.T) {
 	requireSSHD(t)
 	tmp := t.TempDir()
-	signer, authKey, err := sshkeys.EnsureKeyPair(filepath.Join(tmp, ".lab"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kh, err := sshkeys.OpenKnownHosts(filepath.Join(tmp, ".lab", "known_hosts"))
+	_, authKey, err := sshkeys.EnsureKeyPair(filepath.Join(tmp, ".lab"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := startSSHD(t, filepath.Join(tmp, "sshd"), authKey, 0)
 	bin := filepath.Join(tmp, "slave")
 	os.WriteFile(bin, []byte("x"), 0o755)
-	n := Node{Name: "n", Role: "slave", Addr: srv.Addr, User: srv.User}
-	_, err = DeployNode(ctx(t), n, signer, kh, Plan{Role: "slave", Binaries: map[string]string{"slave": bin}, ServiceUser: srv.User, Root: tmp}, nil)
+	n := sshkeys.Target{Node: "n", Addr: srv.Addr, User: srv.User, KeyDir: filepath.Join(tmp, ".lab"), KnownHosts: filepath.Join(tmp, ".lab", "known_hosts")}
+	_, err = DeployNode(ctx(t), n, Plan{Role: "slave", Binaries: map[string]string{"slave": bin}, ServiceUser: srv.User, Root: tmp}, nil)
 	if err == nil || !strings.Contains(err.Error(), "also the SSH login user") {
 		t.Fatalf("error = %v", err)
 	}

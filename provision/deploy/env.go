@@ -13,26 +13,36 @@ import (
 )
 
 // EnvFor returns the CALCLAB_* environment of node n of lab, as the
-// services read it (every flag has a CALCLAB_ twin):
-//
-//	master: CALCLAB_LISTEN=0.0.0.0:<master_port>, CALCLAB_DATA_DIR=/var/lib/calclab,
-//	        CALCLAB_ALLOW_CIDR=<network cidr>, CALCLAB_POLICY, CALCLAB_TOKEN
-//	slave:  CALCLAB_LISTEN=0.0.0.0:<slave_port>, CALCLAB_MASTER=http://<master ip>:<master_port>,
-//	        CALCLAB_ID=<node name>, CALCLAB_ADVERTISE=http://<own ip>:<slave_port>, CALCLAB_TOKEN
-//
+// services read it (every flag has a CALCLAB_ twin): the node's
+// spec.Settings placed on a VM (see VMPlacement), rendered as environment.
 // CALCLAB_TOKEN is left out when the lab has no token.
 func EnvFor(lab *spec.Lab, n spec.Node) (map[string]string, error) {
-	s := lab.Services
-	env := map[string]string{}
-	if s.Token != "" {
-		env["CALCLAB_TOKEN"] = s.Token
+	p, err := VMPlacement(lab, n)
+	if err != nil {
+		return nil, err
 	}
+	s, err := lab.Settings(n, p)
+	if err != nil {
+		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	return s.Env(), nil
+}
+
+// VMPlacement is where a node's service sits on its own VM:
+//
+//	master: listens on 0.0.0.0:<master_port>, data in /var/lib/calclab,
+//	        slave webhooks allowed from the network's cidr
+//	slave:  listens on 0.0.0.0:<slave_port>, master at http://<master ip>:<master_port>,
+//	        advertised as http://<own ip>:<slave_port>
+func VMPlacement(lab *spec.Lab, n spec.Node) (spec.Placement, error) {
+	s := lab.Services
 	switch n.Role {
 	case spec.RoleMaster:
-		env["CALCLAB_LISTEN"] = "0.0.0.0:" + strconv.Itoa(s.MasterPort)
-		env["CALCLAB_DATA_DIR"] = DataDir
-		env["CALCLAB_ALLOW_CIDR"] = lab.Network.CIDR
-		env["CALCLAB_POLICY"] = s.Policy
+		return spec.Placement{
+			Listen:    "0.0.0.0:" + strconv.Itoa(s.MasterPort),
+			DataDir:   DataDir,
+			AllowCIDR: lab.Network.CIDR,
+		}, nil
 	case spec.RoleSlave:
 		var master *spec.Node
 		for i := range lab.Nodes {
@@ -42,24 +52,24 @@ func EnvFor(lab *spec.Lab, n spec.Node) (map[string]string, error) {
 			}
 		}
 		if master == nil {
-			return nil, fmt.Errorf("deploy: the lab has no master for slave %s", n.Name)
+			return spec.Placement{}, fmt.Errorf("deploy: the lab has no master for slave %s", n.Name)
 		}
 		mip, err := netip.ParseAddr(master.IP)
 		if err != nil {
-			return nil, fmt.Errorf("deploy: master %s: ip %q: %w", master.Name, master.IP, err)
+			return spec.Placement{}, fmt.Errorf("deploy: master %s: ip %q is not an IP address", master.Name, master.IP)
 		}
 		ip, err := netip.ParseAddr(n.IP)
 		if err != nil {
-			return nil, fmt.Errorf("deploy: slave %s: ip %q: %w", n.Name, n.IP, err)
+			return spec.Placement{}, fmt.Errorf("deploy: slave %s: ip %q is not an IP address", n.Name, n.IP)
 		}
-		env["CALCLAB_LISTEN"] = "0.0.0.0:" + strconv.Itoa(s.SlavePort)
-		env["CALCLAB_MASTER"] = "http://" + netip.AddrPortFrom(mip, uint16(s.MasterPort)).String()
-		env["CALCLAB_ID"] = n.Name
-		env["CALCLAB_ADVERTISE"] = "http://" + netip.AddrPortFrom(ip, uint16(s.SlavePort)).String()
+		return spec.Placement{
+			Listen:    "0.0.0.0:" + strconv.Itoa(s.SlavePort),
+			MasterURL: "http://" + netip.AddrPortFrom(mip, uint16(s.MasterPort)).String(),
+			Advertise: "http://" + netip.AddrPortFrom(ip, uint16(s.SlavePort)).String(),
+		}, nil
 	default:
-		return nil, fmt.Errorf("deploy: node %s: role %q is not %s or %s", n.Name, n.Role, spec.RoleMaster, spec.RoleSlave)
+		return spec.Placement{}, fmt.Errorf("deploy: node %s: role %q is not %s or %s", n.Name, n.Role, spec.RoleMaster, spec.RoleSlave)
 	}
-	return env, nil
 }
 
 // PlanFor is the plan of node n of lab, with the role's binary taken from

@@ -3,9 +3,7 @@
 package local
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/driver/proc"
 	"github.com/calclab/calclab/infra/spec"
 )
 
@@ -30,7 +28,12 @@ type Driver struct {
 	BinDir string
 	// StopTimeout is how long Down waits after SIGTERM before SIGKILL.
 	StopTimeout time.Duration
+
+	// Local nodes are processes: no console, no SSH, no plan.
+	driver.Unsupported
 }
+
+var _ driver.Driver = (*Driver)(nil)
 
 type nodeState struct {
 	PID     int       `json:"pid"`
@@ -44,85 +47,55 @@ type state struct {
 	Nodes map[string]nodeState `json:"nodes"`
 }
 
-// Name implements driver.Driver.
-func (d *Driver) Name() string { return "local" }
+// Info implements driver.Driver.
+func (d *Driver) Info() driver.Info { return driver.Info{Name: "local"} }
 
-func (d *Driver) statePath() string { return filepath.Join(d.Dir, "local-state.json") }
+func (d *Driver) state() driver.State[state] {
+	return driver.StateFile[state](d.Dir, "local", "stop the processes by hand")
+}
 
 func (d *Driver) load() (state, error) {
-	st := state{Nodes: map[string]nodeState{}}
-	data, err := os.ReadFile(d.statePath())
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
-	}
+	st, err := d.state().Load()
 	if err != nil {
-		return st, fmt.Errorf("read lab state: %w", err)
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("lab state %s is corrupt (remove it after stopping the processes by hand): %w", d.statePath(), err)
+		return state{}, err
 	}
 	if st.Nodes == nil {
 		st.Nodes = map[string]nodeState{}
 	}
-	return st, nil
+	return *st, nil
 }
 
-func (d *Driver) save(st state) error {
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", d.Dir, err)
-	}
-	data, _ := json.MarshalIndent(st, "", "  ")
-	tmp := d.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write lab state: %w", err)
-	}
-	return os.Rename(tmp, d.statePath())
-}
+func (d *Driver) save(st state) error { return d.state().Save(&st) }
 
 // alive reports whether pid runs the given binary (a recycled pid running
 // something else is not ours).
-func alive(pid int, binary string) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// A zombie (state Z) has exited.
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return false
-		}
-	}
-	first, _, _ := bytes.Cut(cmdline, []byte{0})
-	return string(first) == binary
-}
+func alive(pid int, binary string) bool { return proc.Alive(pid, binary, "") }
 
 // URL is the loopback URL of a node.
 func URL(lab *spec.Lab, n spec.Node) string {
 	return "http://" + net.JoinHostPort(lab.Services.LocalHost, strconv.Itoa(n.LocalPort))
 }
 
-func (d *Driver) args(lab *spec.Lab, n spec.Node) (string, []string) {
-	addr := net.JoinHostPort(lab.Services.LocalHost, strconv.Itoa(n.LocalPort))
+// Placement is where node n's service sits under the local provider: on
+// its loopback port, data under the state directory, slave webhooks
+// allowed from loopback and the lab's network.
+func (d *Driver) Placement(lab *spec.Lab, n spec.Node) spec.Placement {
+	p := spec.Placement{Listen: net.JoinHostPort(lab.Services.LocalHost, strconv.Itoa(n.LocalPort))}
 	if n.Role == spec.RoleMaster {
-		args := []string{
-			"--listen", addr,
-			"--data-dir", filepath.Join(d.Dir, n.Name, "data"),
-			"--policy", lab.Services.Policy,
-			"--allow-cidr", "127.0.0.0/8,::1/128," + lab.Network.CIDR,
-		}
-		if lab.Services.Token != "" {
-			args = append(args, "--token", lab.Services.Token)
-		}
-		return filepath.Join(d.BinDir, "master"), args
+		p.DataDir = filepath.Join(d.Dir, n.Name, "data")
+		p.AllowCIDR = "127.0.0.0/8,::1/128," + lab.Network.CIDR
+	} else {
+		p.MasterURL = URL(lab, lab.Master())
 	}
-	args := []string{"--listen", addr, "--master", URL(lab, lab.Master()), "--id", n.Name}
-	if lab.Services.Token != "" {
-		args = append(args, "--token", lab.Services.Token)
+	return p
+}
+
+func (d *Driver) args(lab *spec.Lab, n spec.Node) (string, []string, error) {
+	s, err := lab.Settings(n, d.Placement(lab, n))
+	if err != nil {
+		return "", nil, err
 	}
-	return filepath.Join(d.BinDir, "slave"), args
+	return filepath.Join(d.BinDir, n.Role), s.Flags(), nil
 }
 
 // Up implements driver.Driver: it starts every node that is not running.
@@ -133,7 +106,10 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 	}
 	for _, n := range lab.Nodes {
 		start := time.Now()
-		bin, args := d.args(lab, n)
+		bin, args, err := d.args(lab, n)
+		if err != nil {
+			return err
+		}
 		if ns, ok := st.Nodes[n.Name]; ok && alive(ns.PID, ns.Binary) {
 			progress(driver.Step{Node: n.Name, Step: "start", Done: true, Elapsed: time.Since(start), Hint: fmt.Sprintf("already running (pid %d)", ns.PID)})
 			continue
@@ -177,7 +153,7 @@ func (d *Driver) startNode(lab *spec.Lab, n spec.Node, bin string, args []string
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = d.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	proc.Detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return ns, fmt.Errorf("exec %s: %w", bin, err)
 	}
@@ -198,7 +174,7 @@ func (d *Driver) Nodes(_ context.Context, lab *spec.Lab) ([]driver.Node, error) 
 		ns := st.Nodes[n.Name]
 		dn := driver.Node{Name: n.Name, Role: n.Role, URL: URL(lab, n), Log: filepath.Join(d.Dir, n.Name, n.Name+".log")}
 		if alive(ns.PID, ns.Binary) {
-			dn.PID, dn.Running = ns.PID, true
+			dn.PID, dn.Running, dn.Started = ns.PID, true, ns.Started
 		}
 		out = append(out, dn)
 	}
@@ -245,42 +221,20 @@ func (d *Driver) Down(_ context.Context, lab *spec.Lab) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.Remove(d.statePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
+	errs = append(errs, d.state().Remove())
 	// Remove .lab itself only when nothing else lives there.
 	_ = os.Remove(d.Dir)
 	return errors.Join(errs...)
 }
 
 func stop(ns nodeState, timeout time.Duration) error {
-	if !alive(ns.PID, ns.Binary) {
-		return nil
-	}
-	_ = syscall.Kill(ns.PID, syscall.SIGTERM)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !alive(ns.PID, ns.Binary) {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = syscall.Kill(ns.PID, syscall.SIGKILL)
-	time.Sleep(100 * time.Millisecond)
-	if alive(ns.PID, ns.Binary) {
-		return fmt.Errorf("process %d did not stop", ns.PID)
-	}
-	return nil
+	return proc.Stop(ns.PID, ns.Binary, "", timeout)
 }
 
-// Logs implements driver.Driver: it prints the node's log file.
+// Logs implements driver.Driver: it prints the node's service log, the
+// file the process writes its stdout and stderr to.
 func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
 	return driver.CopyLog(ctx, lab, node, filepath.Join(d.Dir, node, node+".log"), "log", follow, w)
-}
-
-// SSH implements driver.Driver; local nodes are processes, not machines.
-func (d *Driver) SSH(context.Context, *spec.Lab, string, []string) error {
-	return fmt.Errorf("ssh into a local node: %w (local nodes are processes on this machine; use lab logs, or --provider qemu for VMs)", driver.ErrUnsupported)
 }
 
 // StopNode stops one node's process and forgets it, keeping its files

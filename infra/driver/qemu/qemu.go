@@ -15,7 +15,7 @@
 //	<node>/qemu.log         QEMU's own errors
 //	<node>/qemu.pid
 //	ssh/id_ed25519{,.pub}   the lab's SSH key
-//	known_hosts, ssh_config for `ssh -F .lab/ssh_config <node>`
+//	known_hosts             host keys (ssh_config beside it is written by infra/lab)
 //
 // The base image in the cache (~/.cache/calclab) is never written or
 // removed by the driver.
@@ -33,7 +33,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -49,14 +48,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/driver/proc"
 	"github.com/calclab/calclab/infra/spec"
 	"github.com/calclab/calclab/provision/cloudinit"
+	"github.com/calclab/calclab/provision/deploy"
 	"github.com/calclab/calclab/provision/sshkeys"
 )
 
@@ -83,12 +81,17 @@ type Driver struct {
 	SSHPortBase int
 	// StopTimeout is how long Down waits after SIGTERM before SIGKILL.
 	StopTimeout time.Duration
+
+	driver.Unsupported // Plan
 }
 
 var _ driver.Driver = (*Driver)(nil)
 
-// Name implements driver.Driver.
-func (d *Driver) Name() string { return "qemu" }
+// Info implements driver.Driver: QEMU nodes are VMs reached over SSH,
+// with a serial console.
+func (d *Driver) Info() driver.Info {
+	return driver.Info{Name: "qemu", Remote: true, Console: true, ReadyTimeout: 3 * time.Minute}
+}
 
 type nodeState struct {
 	PID    int    `json:"pid"`
@@ -105,8 +108,6 @@ type nodeState struct {
 	GuestPort int       `json:"guest_port"`
 	Accel     string    `json:"accel"`
 	Started   time.Time `json:"started"`
-	// Ready is set once cloud-init finished in this boot.
-	Ready bool `json:"ready"`
 }
 
 type state struct {
@@ -130,22 +131,17 @@ func or(s, def string) string {
 	return def
 }
 
-func (d *Driver) statePath() string       { return filepath.Join(d.Dir, "qemu-state.json") }
 func (d *Driver) switchDir() string       { return filepath.Join(d.Dir, "qemu") }
-func (d *Driver) sshConfigPath() string   { return filepath.Join(d.Dir, "ssh_config") }
 func (d *Driver) nodeDir(n string) string { return filepath.Join(d.Dir, n) }
 
+func (d *Driver) state() driver.State[state] {
+	return driver.StateFile[state](d.Dir, "qemu", "stop the qemu processes by hand")
+}
+
 func (d *Driver) load() (*state, error) {
-	st := &state{Nodes: map[string]*nodeState{}}
-	data, err := os.ReadFile(d.statePath())
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
-	}
+	st, err := d.state().Load()
 	if err != nil {
-		return nil, fmt.Errorf("read lab state: %w", err)
-	}
-	if err := json.Unmarshal(data, st); err != nil {
-		return nil, fmt.Errorf("lab state %s is corrupt (stop the qemu processes by hand, then remove it): %w", d.statePath(), err)
+		return nil, err
 	}
 	if st.Nodes == nil {
 		st.Nodes = map[string]*nodeState{}
@@ -153,44 +149,10 @@ func (d *Driver) load() (*state, error) {
 	return st, nil
 }
 
-func (d *Driver) save(st *state) error {
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", d.Dir, err)
-	}
-	data, _ := json.MarshalIndent(st, "", "  ")
-	tmp := d.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write lab state: %w", err)
-	}
-	return os.Rename(tmp, d.statePath())
-}
+func (d *Driver) save(st *state) error { return d.state().Save(st) }
 
-// procAlive reports whether pid is a live (not zombie) process running bin
-// with an argument containing mark (so a recycled pid is not taken for ours).
-func procAlive(pid int, bin, mark string) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return false
-		}
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) == 0 || filepath.Base(args[0]) != filepath.Base(bin) {
-		return false
-	}
-	for _, a := range args[1:] {
-		if strings.Contains(a, mark) {
-			return true
-		}
-	}
-	return false
-}
+// procAlive reports whether pid is a live qemu (or vde_switch) of ours.
+func procAlive(pid int, bin, mark string) bool { return proc.Alive(pid, bin, mark) }
 
 func (d *Driver) vmAlive(ns *nodeState) bool {
 	return ns != nil && procAlive(ns.PID, d.qemuBin(), ns.Disk)
@@ -227,9 +189,10 @@ func assignMACs(lab *spec.Lab) (lan, nat map[string]string) {
 }
 
 // Up implements driver.Driver: it boots every node whose VM is not running
-// and waits until each answers SSH and cloud-init has finished in it. VMs
-// already running are left alone. When a node fails, the other VMs are
-// left running for inspection (lab down removes them).
+// and returns once each VM runs (infra/lab then waits for SSH and
+// cloud-init: lab.WaitBooted). VMs already running are left alone. When a
+// node fails, the other VMs are left running for inspection (lab down
+// removes them).
 func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress) error {
 	var pmu sync.Mutex
 	report := func(s driver.Step) {
@@ -252,26 +215,23 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 		return err
 	}
 	st.Lab = lab.Name
-	signer, authLine, err := sshkeys.EnsureKeyPair(d.keyDir())
+	_, authLine, err := sshkeys.EnsureKeyPair(driver.KeyDir(d.Dir))
 	if err != nil {
 		return fmt.Errorf("lab SSH key: %w", err)
 	}
-	hostKeys, err := sshkeys.OpenKnownHosts(d.knownHostsFile())
+	hostKeys, err := sshkeys.OpenKnownHosts(driver.KnownHostsFile(d.Dir))
 	if err != nil {
 		return err
 	}
 
-	var start, wait []spec.Node
+	var start []spec.Node
 	for _, n := range lab.Nodes {
 		ns := st.Nodes[n.Name]
-		switch {
-		case d.vmAlive(ns) && ns.Ready:
+		if d.vmAlive(ns) {
 			report(driver.Step{Node: n.Name, Step: "boot", Done: true, Hint: fmt.Sprintf("already running (pid %d, ssh 127.0.0.1:%d)", ns.PID, ns.SSHPort)})
-		case d.vmAlive(ns):
-			wait = append(wait, n)
-		default:
-			start = append(start, n)
+			continue
 		}
+		start = append(start, n)
 	}
 	if len(start) > 0 {
 		if err := d.ensureAccel(ctx, lab, st, report); err != nil {
@@ -296,46 +256,13 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 	for _, n := range start {
 		if err := d.startNode(ctx, lab, n, st, images, taken, lanMAC[n.Name], natMAC[n.Name], authLine, hostKeys, report); err != nil {
 			_ = d.save(st)
-			_ = d.writeSSHConfig(lab, st)
 			return err
 		}
-		wait = append(wait, n)
 		if err := d.save(st); err != nil {
 			return err
 		}
 	}
-	if err := d.writeSSHConfig(lab, st); err != nil {
-		return err
-	}
-
-	// Wait for every booting VM at once: they boot in parallel.
-	var (
-		wg   sync.WaitGroup
-		smu  sync.Mutex
-		errs = make([]error, len(wait))
-	)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for i, n := range wait {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			smu.Lock()
-			ns := *st.Nodes[n.Name]
-			smu.Unlock()
-			if err := d.waitNode(wctx, lab, n, &ns, signer, hostKeys, report); err != nil {
-				errs[i] = err
-				return
-			}
-			smu.Lock()
-			st.Nodes[n.Name].Ready = true
-			err := d.save(st)
-			smu.Unlock()
-			errs[i] = err
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // ensureAccel decides KVM or TCG once per lab.
@@ -641,7 +568,7 @@ func (d *Driver) launch(ctx context.Context, lab *spec.Lab, n spec.Node, st *sta
 	cmd := exec.CommandContext(ctx, d.qemuBin(), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = ns.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	proc.Detach(cmd)
 	ns.Started = time.Now()
 	if err := cmd.Run(); err != nil {
 		msg := readFrom(qlog, pos)
@@ -669,19 +596,6 @@ func readFrom(path string, pos int64) string {
 	return string(data)
 }
 
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 func (d *Driver) bootTimeout(accel string) time.Duration {
 	if d.BootTimeout > 0 {
 		return d.BootTimeout
@@ -690,82 +604,6 @@ func (d *Driver) bootTimeout(accel string) time.Duration {
 		return 3 * time.Minute
 	}
 	return 10 * time.Minute
-}
-
-// waitNode waits until the node answers SSH with the lab key (steps "ssh"),
-// then until cloud-init has finished ("ready"); times are from the VM's
-// start.
-func (d *Driver) waitNode(ctx context.Context, lab *spec.Lab, n spec.Node, ns *nodeState, signer ssh.Signer, hostKeys *sshkeys.KnownHosts, report func(driver.Step)) error {
-	console := filepath.Join(ns.Dir, "console.log")
-	timeout := d.bootTimeout(ns.Accel)
-	ctx, cancel := context.WithDeadline(ctx, ns.Started.Add(timeout))
-	defer cancel()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort))
-	report(driver.Step{Node: n.Name, Step: "ssh"})
-	var client *ssh.Client
-	var last error
-	for client == nil {
-		if !d.vmAlive(ns) {
-			err := fmt.Errorf("the VM stopped (qemu pid %d exited); last console lines:\n%s", ns.PID, tail(console, 15))
-			report(driver.Step{Node: n.Name, Step: "ssh", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
-			return fmt.Errorf("node %s: ssh: %w (see %s)", n.Name, err, console)
-		}
-		c, err := dial(ctx, addr, lab.SSHUser, signer, hostKeys)
-		if err == nil {
-			client = c
-			break
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			err := fmt.Errorf("no SSH login at %s after %s (last: %v)", addr, timeout, last)
-			if ctx.Err() == context.Canceled {
-				err = ctx.Err()
-			}
-			report(driver.Step{Node: n.Name, Step: "ssh", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
-			return fmt.Errorf("node %s: ssh: %w (see %s)", n.Name, err, console)
-		case <-time.After(2 * time.Second):
-		}
-	}
-	report(driver.Step{Node: n.Name, Step: "ssh", Done: true, Elapsed: time.Since(ns.Started), Hint: fmt.Sprintf("%s@%s, since boot", lab.SSHUser, addr)})
-
-	report(driver.Step{Node: n.Name, Step: "cloud-init"})
-	// cloud-init restarts sshd while it runs (set-passwords), so a session
-	// can end without an answer: ask again on a new connection then.
-	for attempt := 1; ; attempt++ {
-		out, err := run(ctx, client, "cloud-init status --wait --long")
-		client.Close()
-		status := strings.TrimSpace(strings.TrimLeft(string(out), ".\n"))
-		if strings.Contains(status, "status: done") {
-			break
-		}
-		if strings.Contains(status, "status: error") || strings.Contains(status, "status: degraded") {
-			err := fmt.Errorf("cloud-init did not finish cleanly:\n%s", status)
-			report(driver.Step{Node: n.Name, Step: "cloud-init", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
-			return fmt.Errorf("node %s: cloud-init: %w (see %s, or lab ssh %s -- sudo cat /var/log/cloud-init.log)", n.Name, err, console, n.Name)
-		}
-		for client = nil; client == nil; {
-			select {
-			case <-ctx.Done():
-			case <-time.After(2 * time.Second):
-			}
-			if ctx.Err() != nil || attempt >= 10 {
-				switch {
-				case ctx.Err() == context.DeadlineExceeded:
-					err = fmt.Errorf("cloud-init not done %s after boot", timeout)
-				case ctx.Err() != nil:
-					err = ctx.Err()
-				case err == nil:
-					err = fmt.Errorf("cloud-init status said %q", status)
-				}
-				report(driver.Step{Node: n.Name, Step: "cloud-init", Err: err, Elapsed: time.Since(ns.Started), Hint: console})
-				return fmt.Errorf("node %s: cloud-init: %w (see %s)", n.Name, err, console)
-			}
-			client, _ = dial(ctx, addr, lab.SSHUser, signer, hostKeys)
-		}
-	}
-	report(driver.Step{Node: n.Name, Step: "cloud-init", Done: true, Elapsed: time.Since(ns.Started), Hint: fmt.Sprintf("done, since boot (%s %s)", n.IP, ns.MAC)})
-	return nil
 }
 
 // Nodes implements driver.Driver. A node's URL is its service port
@@ -778,10 +616,11 @@ func (d *Driver) Nodes(_ context.Context, lab *spec.Lab) ([]driver.Node, error) 
 	}
 	out := make([]driver.Node, 0, len(lab.Nodes))
 	for _, n := range lab.Nodes {
-		dn := driver.Node{Name: n.Name, Role: n.Role, Log: filepath.Join(d.nodeDir(n.Name), "console.log")}
+		dn := driver.Node{Name: n.Name, Role: n.Role, Console: filepath.Join(d.nodeDir(n.Name), "console.log")}
 		if ns := st.Nodes[n.Name]; ns != nil {
 			dn.URL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.HTTPPort))
-			dn.Log = filepath.Join(ns.Dir, "console.log")
+			dn.Console = filepath.Join(ns.Dir, "console.log")
+			dn.Started, dn.BootTimeout = ns.Started, d.bootTimeout(ns.Accel)
 			if d.vmAlive(ns) {
 				dn.PID, dn.Running = ns.PID, true
 			}
@@ -792,8 +631,8 @@ func (d *Driver) Nodes(_ context.Context, lab *spec.Lab) ([]driver.Node, error) 
 }
 
 // Down implements driver.Driver: it stops every VM and the switch and
-// removes the nodes' directories, the state, the lab's SSH key, known_hosts
-// and ssh_config. The cached base image stays.
+// removes the nodes' directories, the state, the lab's SSH key and
+// known_hosts. The cached base image stays.
 func (d *Driver) Down(_ context.Context, lab *spec.Lab) error {
 	st, err := d.load()
 	if err != nil {
@@ -816,17 +655,17 @@ func (d *Driver) Down(_ context.Context, lab *spec.Lab) error {
 		ns := &nodeState{Dir: dir, Disk: filepath.Join(dir, "disk.qcow2")}
 		if data, err := os.ReadFile(filepath.Join(dir, "qemu.pid")); err == nil {
 			ns.PID, _ = strconv.Atoi(strings.TrimSpace(string(data)))
-			errs = append(errs, stopPID(ns.PID, d.qemuBin(), ns.Disk, timeout))
+			errs = append(errs, proc.Stop(ns.PID, d.qemuBin(), ns.Disk, timeout))
 		}
 	}
 	for _, ns := range st.Nodes {
-		errs = append(errs, stopPID(ns.PID, d.qemuBin(), ns.Disk, timeout))
+		errs = append(errs, proc.Stop(ns.PID, d.qemuBin(), ns.Disk, timeout))
 	}
 	if st.Switch != nil {
-		errs = append(errs, stopPID(st.Switch.PID, d.vdeBin(), st.Switch.Sock, timeout))
+		errs = append(errs, proc.Stop(st.Switch.PID, d.vdeBin(), st.Switch.Sock, timeout))
 	} else if data, err := os.ReadFile(filepath.Join(d.switchDir(), "switch.pid")); err == nil {
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		errs = append(errs, stopPID(pid, d.vdeBin(), d.switchDir(), timeout))
+		errs = append(errs, proc.Stop(pid, d.vdeBin(), d.switchDir(), timeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -837,217 +676,91 @@ func (d *Driver) Down(_ context.Context, lab *spec.Lab) error {
 	if st.Switch != nil && st.Switch.Own != "" {
 		errs = append(errs, os.RemoveAll(st.Switch.Own))
 	}
-	for _, p := range []string{d.switchDir(), d.keyDir()} {
+	for _, p := range []string{d.switchDir(), driver.KeyDir(d.Dir)} {
 		errs = append(errs, os.RemoveAll(p))
 	}
-	for _, p := range []string{d.knownHostsFile(), d.sshConfigPath(), d.statePath(), d.statePath() + ".tmp"} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	if err := os.Remove(driver.KnownHostsFile(d.Dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
 	}
+	errs = append(errs, d.state().Remove())
 	// .lab itself only when nothing else lives there.
 	_ = os.Remove(d.Dir)
 	return errors.Join(errs...)
 }
 
-// stopPID stops pid (when it still runs bin with mark in its arguments):
-// SIGTERM, then SIGKILL after timeout.
-func stopPID(pid int, bin, mark string, timeout time.Duration) error {
-	if !procAlive(pid, bin, mark) {
-		return nil
+// Logs implements driver.Driver: the journal of the node's calclab unit,
+// read over SSH (deploy.Journal).
+func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
+	n, ok := lab.Node(node)
+	if !ok {
+		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !procAlive(pid, bin, mark) {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	t, err := d.SSHTarget(lab, node)
+	if err != nil {
+		return err
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 40; i++ {
-		if !procAlive(pid, bin, mark) {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s (pid %d) did not stop", filepath.Base(bin), pid)
+	return deploy.Journal(ctx, t, n.Role, follow, w)
 }
 
-// Logs implements driver.Driver: for now it prints the node's serial
-// console (kernel, systemd and cloud-init output).
-func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
+// Console implements driver.Driver: the node's serial console (kernel,
+// systemd and cloud-init output), a file QEMU writes.
+func (d *Driver) Console(ctx context.Context, lab *spec.Lab, node string, follow bool, w io.Writer) error {
 	return driver.CopyLog(ctx, lab, node, filepath.Join(d.nodeDir(node), "console.log"), "console log", follow, w)
 }
 
-// SSH implements driver.Driver: it runs OpenSSH's ssh with the lab's
-// ssh_config (an interactive shell when cmd is empty), attached to this
-// process's terminal.
-func (d *Driver) SSH(ctx context.Context, lab *spec.Lab, node string, cmd []string) error {
+// SSHTarget implements driver.Driver: the node's SSH port forwarded to
+// 127.0.0.1, the lab's ssh_user, key and known_hosts.
+func (d *Driver) SSHTarget(lab *spec.Lab, node string) (sshkeys.Target, error) {
 	if _, ok := lab.Node(node); !ok {
-		return fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
+		return sshkeys.Target{}, fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
 	}
 	st, err := d.load()
 	if err != nil {
-		return err
-	}
-	if ns := st.Nodes[node]; !d.vmAlive(ns) {
-		return fmt.Errorf("node %s is not running (run lab up)", node)
-	}
-	if err := d.writeSSHConfig(lab, st); err != nil {
-		return err
-	}
-	bin, err := exec.LookPath("ssh")
-	if err != nil {
-		return fmt.Errorf("ssh not found: install OpenSSH's client (apt-get install openssh-client)")
-	}
-	args := []string{"-F", d.sshConfigPath(), node}
-	if len(cmd) > 0 {
-		args = append(append(args, "--"), cmd...)
-	}
-	c := exec.CommandContext(ctx, bin, args...)
-	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	return c.Run()
-}
-
-// Endpoint is how to reach a node's SSH server from this machine, in the
-// terms of provision/sshkeys and provision/deploy:
-//
-//	signer, _, _ := sshkeys.EnsureKeyPair(ep.KeyDir)
-//	hostKeys, _ := sshkeys.OpenKnownHosts(ep.KnownHosts)
-//	deploy.DeployNode(ctx, deploy.Node{Name: n, Role: r, Addr: ep.Addr, User: ep.User}, signer, hostKeys, plan, progress)
-type Endpoint struct {
-	Addr       string // 127.0.0.1:<forwarded port>
-	User       string // the lab's ssh_user (passwordless sudo)
-	KeyDir     string // holds id_ed25519, the lab's key (sshkeys.EnsureKeyPair)
-	KeyFile    string // KeyDir/id_ed25519
-	KnownHosts string // trusted-on-first-use host keys (OpenSSH format)
-}
-
-// Endpoint returns where node's SSH server is forwarded to.
-func (d *Driver) Endpoint(lab *spec.Lab, node string) (Endpoint, error) {
-	st, err := d.load()
-	if err != nil {
-		return Endpoint{}, err
+		return sshkeys.Target{}, err
 	}
 	ns := st.Nodes[node]
 	if ns == nil || ns.SSHPort == 0 {
-		return Endpoint{}, fmt.Errorf("node %s has no VM (run lab up)", node)
+		return sshkeys.Target{}, fmt.Errorf("node %s has no VM (run lab up)", node)
 	}
-	keyDir, _ := filepath.Abs(d.keyDir())
-	kh, _ := filepath.Abs(d.knownHostsFile())
-	return Endpoint{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)), User: lab.SSHUser,
-		KeyDir: keyDir, KeyFile: filepath.Join(keyDir, sshkeys.PrivateKeyFile), KnownHosts: kh,
+	keyDir, err := filepath.Abs(driver.KeyDir(d.Dir))
+	if err != nil {
+		return sshkeys.Target{}, err
+	}
+	kh, err := filepath.Abs(driver.KnownHostsFile(d.Dir))
+	if err != nil {
+		return sshkeys.Target{}, err
+	}
+	return sshkeys.Target{
+		Node: node, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ns.SSHPort)), User: lab.SSHUser,
+		KeyDir: keyDir, KnownHosts: kh,
 	}, nil
 }
 
-// Dial opens an SSH connection to node as the lab's ssh_user with the
-// lab's key, checking the host key against the lab's known_hosts.
-func (d *Driver) Dial(ctx context.Context, lab *spec.Lab, node string) (*ssh.Client, error) {
-	ep, err := d.Endpoint(lab, node)
-	if err != nil {
-		return nil, err
-	}
-	signer, _, err := sshkeys.EnsureKeyPair(ep.KeyDir)
-	if err != nil {
-		return nil, err
-	}
-	hostKeys, err := sshkeys.OpenKnownHosts(ep.KnownHosts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := dial(ctx, ep.Addr, ep.User, signer, hostKeys)
-	if err != nil {
-		return nil, fmt.Errorf("ssh %s (%s): %w", node, ep.Addr, err)
-	}
-	return c, nil
-}
-
-// Output runs a shell command on node over SSH and returns its combined
-// stdout and stderr.
-func (d *Driver) Output(ctx context.Context, lab *spec.Lab, node, command string) ([]byte, error) {
-	c, err := d.Dial(ctx, lab, node)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	out, err := run(ctx, c, command)
-	if err != nil {
-		return out, fmt.Errorf("%s: %q: %w", node, command, err)
-	}
-	return out, nil
-}
-
-// SSHConfig renders an OpenSSH client config with one Host entry per
-// node that has a VM, for `ssh -F .lab/ssh_config <node>` (written there by Up).
-func (d *Driver) SSHConfig(lab *spec.Lab) (string, error) {
+// StopNode stops one node's VM (SIGTERM: QEMU exits at once, like pulling
+// the plug; the journaling filesystem copes) and keeps
+// its disk and state, so the next Up boots the same disk again.
+func (d *Driver) StopNode(_ context.Context, _ *spec.Lab, node string) error {
 	st, err := d.load()
 	if err != nil {
-		return "", err
-	}
-	return d.renderSSHConfig(lab, st)
-}
-
-func (d *Driver) renderSSHConfig(lab *spec.Lab, st *state) (string, error) {
-	key, err := filepath.Abs(d.keyFile())
-	if err != nil {
-		return "", err
-	}
-	kh, err := filepath.Abs(d.knownHostsFile())
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# calclab lab %s (qemu provider); use: ssh -F %s <node>\n", lab.Name, filepath.Join(filepath.Dir(kh), "ssh_config"))
-	// Every node in the state, so a lab brought up one node at a time (the
-	// resource model) lists them all: lab.yaml's order first, then the rest.
-	names := lab.NodeNames()
-	var extra []string
-	for name := range st.Nodes {
-		if !slices.Contains(names, name) {
-			extra = append(extra, name)
-		}
-	}
-	slices.Sort(extra)
-	names = append(names, extra...)
-	for _, name := range names {
-		ns := st.Nodes[name]
-		if ns == nil || ns.SSHPort == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "\nHost %s\n", name)
-		fmt.Fprintf(&b, "  HostName 127.0.0.1\n  Port %d\n  User %s\n", ns.SSHPort, lab.SSHUser)
-		fmt.Fprintf(&b, "  IdentityFile %s\n  IdentitiesOnly yes\n", quoteSSH(key))
-		fmt.Fprintf(&b, "  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n", quoteSSH(kh))
-		b.WriteString("  LogLevel ERROR\n")
-	}
-	return b.String(), nil
-}
-
-func quoteSSH(p string) string {
-	if strings.ContainsAny(p, " \t\"") {
-		return strconv.Quote(p)
-	}
-	return p
-}
-
-func (d *Driver) writeSSHConfig(lab *spec.Lab, st *state) error {
-	cfg, err := d.renderSSHConfig(lab, st)
-	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return err
+	timeout := d.StopTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
 	}
-	return os.WriteFile(d.sshConfigPath(), []byte(cfg), 0o644)
+	if ns := st.Nodes[node]; ns != nil {
+		if err := proc.Stop(ns.PID, d.qemuBin(), ns.Disk, timeout); err != nil {
+			return fmt.Errorf("node %s: stop: %w", node, err)
+		}
+	}
+	return nil
 }
 
 // DeleteNode stops one node's VM and removes its files (overlay, seed,
 // logs), leaving the switch and the other nodes alone (the resource model
 // deletes nodes one at a time; Down removes what is shared). Calling it
 // again does nothing.
-func (d *Driver) DeleteNode(_ context.Context, lab *spec.Lab, node string) error {
+func (d *Driver) DeleteNode(_ context.Context, _ *spec.Lab, node string) error {
 	st, err := d.load()
 	if err != nil {
 		return err
@@ -1058,7 +771,7 @@ func (d *Driver) DeleteNode(_ context.Context, lab *spec.Lab, node string) error
 	}
 	dir := d.nodeDir(node)
 	if ns := st.Nodes[node]; ns != nil {
-		if err := stopPID(ns.PID, d.qemuBin(), ns.Disk, timeout); err != nil {
+		if err := proc.Stop(ns.PID, d.qemuBin(), ns.Disk, timeout); err != nil {
 			return fmt.Errorf("node %s: stop: %w", node, err)
 		}
 		if ns.Dir != "" {
@@ -1067,7 +780,7 @@ func (d *Driver) DeleteNode(_ context.Context, lab *spec.Lab, node string) error
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "qemu.pid")); err == nil {
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err := stopPID(pid, d.qemuBin(), filepath.Join(dir, "disk.qcow2"), timeout); err != nil {
+		if err := proc.Stop(pid, d.qemuBin(), filepath.Join(dir, "disk.qcow2"), timeout); err != nil {
 			return fmt.Errorf("node %s: stop: %w", node, err)
 		}
 	}
@@ -1078,5 +791,5 @@ func (d *Driver) DeleteNode(_ context.Context, lab *spec.Lab, node string) error
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("node %s: remove files: %w", node, err)
 	}
-	return d.writeSSHConfig(lab, st)
+	return nil
 }

@@ -3,19 +3,39 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/lab"
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/provision/sshkeys"
 )
+
+// output runs command on node over SSH (the target the driver hands out)
+// and returns its combined output.
+func output(ctx context.Context, d *Driver, l *spec.Lab, node, command string) ([]byte, error) {
+	t, err := d.SSHTarget(l, node)
+	if err != nil {
+		return nil, err
+	}
+	c, err := t.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return sshkeys.Run(ctx, c, command)
+}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -37,11 +57,11 @@ nodes:
   - {name: master, role: master, ip: 192.168.56.10, cpus: 1, memory_mb: 768}
   - {name: slave-1, role: slave, ip: 192.168.56.11, cpus: 1, memory_mb: 768}
 `, name)
-	lab, err := spec.Parse([]byte(y), filepath.Join(repoRoot(t), "lab.yaml"))
+	l, err := spec.Parse([]byte(y), filepath.Join(repoRoot(t), "lab.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return lab
+	return l
 }
 
 func TestMAC(t *testing.T) {
@@ -90,15 +110,15 @@ func TestPickPort(t *testing.T) {
 }
 
 func TestArgsAndSSHConfig(t *testing.T) {
-	lab := testLab(t, "calclab")
+	l := testLab(t, "calclab")
 	dir := t.TempDir()
 	d := &Driver{Dir: dir}
-	st := &state{Lab: lab.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
+	st := &state{Lab: l.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
 	ns := &nodeState{Dir: filepath.Join(dir, "master"), Disk: filepath.Join(dir, "master", "disk.qcow2"),
-		Image: Image{Kernel: "/c/k", Initrd: "/c/i"}, MAC: MAC(lab.Name, "master"), NATMAC: "52:54:00:00:00:01",
+		Image: Image{Kernel: "/c/k", Initrd: "/c/i"}, MAC: MAC(l.Name, "master"), NATMAC: "52:54:00:00:00:01",
 		SSHPort: 2220, HTTPPort: 5000, GuestPort: 5000}
 	st.Nodes["master"] = ns
-	args := strings.Join(d.qemuArgs(lab, lab.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
+	args := strings.Join(d.qemuArgs(l, l.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
 	for _, want := range []string{
 		"-accel tcg -cpu max", "-m 768 -smp 1", "-kernel /c/k -initrd /c/i",
 		"hostfwd=tcp:127.0.0.1:2220-:22,hostfwd=tcp:127.0.0.1:5000-:5000",
@@ -112,7 +132,7 @@ func TestArgsAndSSHConfig(t *testing.T) {
 	if err := d.save(st); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := d.SSHConfig(lab)
+	cfg, err := (&lab.Lab{Spec: l, Driver: d, StateDir: dir}).SSHConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,15 +184,15 @@ func TestBootOneVM(t *testing.T) {
 			need(fmt.Sprintf("booting VMs under TCG needs more time than this test run has (%s): go test -timeout 30m -run TestBootOneVM ./infra/driver/qemu", time.Until(dl).Round(time.Second)))
 		}
 	}
-	lab := testLab(t, fmt.Sprintf("qt%d", os.Getpid()%100000))
+	l := testLab(t, fmt.Sprintf("qt%d", os.Getpid()%100000))
 	dir := filepath.Join(t.TempDir(), ".lab")
 	d := &Driver{Dir: dir, BootTimeout: budget - 3*time.Minute}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	t.Cleanup(func() { _ = d.Down(context.Background(), lab) })
+	t.Cleanup(func() { _ = d.Down(context.Background(), l) })
 
 	t0 := time.Now()
-	err := d.Up(ctx, lab, func(s driver.Step) {
+	err := d.Up(ctx, l, func(s driver.Step) {
 		switch {
 		case s.Err != nil:
 			t.Logf("%-8s %-10s FAILED after %s: %v (%s)", s.Node, s.Step, s.Elapsed.Round(time.Millisecond), s.Err, s.Hint)
@@ -181,14 +201,35 @@ func TestBootOneVM(t *testing.T) {
 		}
 	})
 	if err != nil {
-		for _, n := range lab.Nodes {
-			t.Logf("%s console (tail):\n%s", n.Name, tail(filepath.Join(dir, n.Name, "console.log"), 40))
+		for _, n := range l.Nodes {
+			t.Logf("%s console (tail):\n%s", n.Name, lab.Tail(filepath.Join(dir, n.Name, "console.log"), 40))
 		}
 		t.Fatalf("up: %v", err)
 	}
+	// The readiness wait shared by every VM provider: SSH, then cloud-init.
+	errs := make([]error, len(l.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range l.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = lab.WaitBooted(ctx, d, l, n.Name, func(s driver.Step) {
+				if s.Done || s.Err != nil {
+					t.Logf("%-8s %-10s %8s  %v %s", s.Node, s.Step, s.Elapsed.Round(time.Millisecond), s.Err, s.Hint)
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, n := range l.Nodes {
+			t.Logf("%s console (tail):\n%s", n.Name, lab.Tail(filepath.Join(dir, n.Name, "console.log"), 40))
+		}
+		t.Fatalf("wait booted: %v", err)
+	}
 	t.Logf("lab up in %s", time.Since(t0).Round(time.Second))
 
-	nodes, err := d.Nodes(ctx, lab)
+	nodes, err := d.Nodes(ctx, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +241,7 @@ func TestBootOneVM(t *testing.T) {
 
 	// Up again converges: nothing restarts.
 	var restarted []string
-	if err := d.Up(ctx, lab, func(s driver.Step) {
+	if err := d.Up(ctx, l, func(s driver.Step) {
 		if s.Done && s.Step != "boot" {
 			restarted = append(restarted, s.Node+"/"+s.Step)
 		}
@@ -211,9 +252,9 @@ func TestBootOneVM(t *testing.T) {
 		t.Errorf("second up redid steps %v", restarted)
 	}
 
-	for i, n := range lab.Nodes {
-		other := lab.Nodes[1-i]
-		out, err := d.Output(ctx, lab, n.Name, "ip -4 -o addr show")
+	for i, n := range l.Nodes {
+		other := l.Nodes[1-i]
+		out, err := output(ctx, d, l, n.Name, "ip -4 -o addr show")
 		if err != nil {
 			t.Fatalf("%s: ip addr: %v\n%s", n.Name, err, out)
 		}
@@ -222,15 +263,15 @@ func TestBootOneVM(t *testing.T) {
 			t.Errorf("%s: no %s/24 on any NIC", n.Name, n.IP)
 		}
 		// The static address is on the lan NIC (the one with MAC()).
-		link, err := d.Output(ctx, lab, n.Name, fmt.Sprintf("ip -o link | grep -i %s | cut -d: -f2", MAC(lab.Name, n.Name)))
+		link, err := output(ctx, d, l, n.Name, fmt.Sprintf("ip -o link | grep -i %s | cut -d: -f2", MAC(l.Name, n.Name)))
 		if err != nil || len(bytes.TrimSpace(link)) == 0 {
-			t.Fatalf("%s: no NIC with MAC %s: %v %s", n.Name, MAC(lab.Name, n.Name), err, link)
+			t.Fatalf("%s: no NIC with MAC %s: %v %s", n.Name, MAC(l.Name, n.Name), err, link)
 		}
 		ifname := string(bytes.TrimSpace(link))
 		if !regexp.MustCompile(`\d+: ` + regexp.QuoteMeta(ifname) + `\s+inet ` + regexp.QuoteMeta(n.IP) + `/24`).Match(out) {
 			t.Errorf("%s: %s is not on the lan NIC %s", n.Name, n.IP, ifname)
 		}
-		ping, err := d.Output(ctx, lab, n.Name, "ping -c 3 -W 5 "+other.IP)
+		ping, err := output(ctx, d, l, n.Name, "ping -c 3 -W 5 "+other.IP)
 		if err != nil {
 			t.Errorf("%s: ping %s over the internal switch: %v\n%s", n.Name, other.IP, err, ping)
 		} else {
@@ -238,14 +279,11 @@ func TestBootOneVM(t *testing.T) {
 		}
 	}
 
-	cfg, err := d.SSHConfig(lab)
-	if err != nil || !strings.Contains(cfg, "Host slave-1") {
-		t.Errorf("ssh config: %v\n%s", err, cfg)
-	}
-	if ssh, err := exec.LookPath("ssh"); err == nil {
-		out, err := exec.CommandContext(ctx, ssh, "-F", filepath.Join(dir, "ssh_config"), "slave-1", "--", "hostname").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "slave-1" {
-			t.Errorf("ssh -F .lab/ssh_config slave-1 hostname: %v %q", err, out)
+	if _, err := exec.LookPath("ssh"); err == nil {
+		var out bytes.Buffer
+		err := (&lab.Lab{Spec: l, Driver: d, StateDir: dir}).SSH(ctx, "slave-1", []string{"hostname"}, nil, &out, &out)
+		if err != nil || strings.TrimSpace(out.String()) != "slave-1" {
+			t.Errorf("lab ssh slave-1 hostname (ssh -F .lab/ssh_config): %v %q", err, out.String())
 		}
 	}
 
@@ -253,7 +291,7 @@ func TestBootOneVM(t *testing.T) {
 	for _, n := range nodes {
 		pids = append(pids, n.PID)
 	}
-	if err := d.Down(ctx, lab); err != nil {
+	if err := (&lab.Lab{Spec: l, Driver: d, StateDir: dir, Out: io.Discard}).Down(ctx); err != nil {
 		t.Fatalf("down: %v", err)
 	}
 	for _, pid := range pids {
@@ -268,7 +306,7 @@ func TestBootOneVM(t *testing.T) {
 		left, _ := filepath.Glob(filepath.Join(dir, "*"))
 		t.Errorf("lab files remain after down: %v", left)
 	}
-	if err := d.Down(ctx, lab); err != nil {
+	if err := d.Down(ctx, l); err != nil {
 		t.Errorf("second down: %v", err)
 	}
 }
@@ -292,13 +330,13 @@ func TestImageWithoutKernelBootsFromDisk(t *testing.T) {
 		t.Fatal("a kernel without its initrd was accepted")
 	}
 
-	lab := testLab(t, "calclab")
+	l := testLab(t, "calclab")
 	d := &Driver{Dir: dir}
-	st := &state{Lab: lab.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
+	st := &state{Lab: l.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
 	ns := &nodeState{Dir: filepath.Join(dir, "master"), Disk: filepath.Join(dir, "master", "disk.qcow2"),
-		Image: Image{Disk: disk}, MAC: MAC(lab.Name, "master"), NATMAC: "52:54:00:00:00:01",
+		Image: Image{Disk: disk}, MAC: MAC(l.Name, "master"), NATMAC: "52:54:00:00:00:01",
 		SSHPort: 2220, HTTPPort: 5000, GuestPort: 5000}
-	args := strings.Join(d.qemuArgs(lab, lab.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
+	args := strings.Join(d.qemuArgs(l, l.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
 	if strings.Contains(args, "-kernel") || strings.Contains(args, "-append") {
 		t.Fatalf("disk-boot image got a kernel: %s", args)
 	}
