@@ -183,7 +183,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 
 	// One unmeasured request checked pixel by pixel (and saved).
 	progress("(1) seed: checking GET %s against an in-process render", u)
-	want, err := mandel.RenderFrame(f, runtime.GOMAXPROCS(0))
+	want, err := mandel.RenderFrame(context.Background(), f, runtime.GOMAXPROCS(0))
 	if err != nil {
 		r.errs.Add("in-process render: ", err)
 		return r
@@ -271,7 +271,7 @@ func (b *bench) runSeed(ctx context.Context) *seedResult {
 			break
 		}
 		t0 := time.Now()
-		img, err := mandel.RenderFrame(f, runtime.GOMAXPROCS(0))
+		img, err := mandel.RenderFrame(context.Background(), f, runtime.GOMAXPROCS(0))
 		if err != nil {
 			r.errs.Add("in-process render: ", err)
 			break
@@ -329,7 +329,7 @@ type heavyResult struct {
 // renderInProcess renders and encodes the heavy frame here, on all cores.
 func renderInProcess(buf *bytes.Buffer) (*image.RGBA, time.Duration, time.Duration, error) {
 	t0 := time.Now()
-	img, err := mandel.RenderFrame(heavyFrame, runtime.GOMAXPROCS(0))
+	img, err := mandel.RenderFrame(context.Background(), heavyFrame, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, 0, 0, err
 	}

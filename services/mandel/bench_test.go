@@ -2,6 +2,7 @@ package mandel
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image/png"
 	"io"
@@ -24,7 +25,7 @@ func BenchmarkRender(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/workers=%d", bf.name, workers), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := RenderFrame(bf.frame, workers); err != nil {
+					if _, err := RenderFrame(context.Background(), bf.frame, workers); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -42,7 +43,7 @@ func BenchmarkRenderSeedTiles(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, r := range refs {
-			if _, err := Render(r.Tile, 1); err != nil {
+			if _, err := Render(context.Background(), r.Tile, 1); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -51,7 +52,7 @@ func BenchmarkRenderSeedTiles(b *testing.B) {
 
 func BenchmarkEncodePNG(b *testing.B) {
 	for _, bf := range benchFrames {
-		img, err := RenderFrame(bf.frame, 0)
+		img, err := RenderFrame(context.Background(), bf.frame, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

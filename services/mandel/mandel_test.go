@@ -2,6 +2,7 @@ package mandel
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,17 +19,18 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // point renders the single pixel at c with the given budget.
 func point(t *testing.T, re, im float64, maxIter int) (float32, color.RGBA) {
 	t.Helper()
 	tile := Tile{X0: re, Y0: im, Step: 1, Width: 1, Height: 1, MaxIter: maxIter}
-	iters, err := RenderIter(tile, 1)
+	iters, err := RenderIter(context.Background(), tile, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Render(tile, 1)
+	img, err := Render(context.Background(), tile, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func TestEscapedPointsAreColoured(t *testing.T) {
 	// c = 2+2i escapes on the first iteration; it must not be black in any map.
 	for _, cm := range Colormaps() {
 		tile := Tile{X0: 2, Y0: 2, Step: 1, Width: 1, Height: 1, MaxIter: 30, Colormap: cm}
-		img, err := Render(tile, 1)
+		img, err := Render(context.Background(), tile, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +98,7 @@ func TestSmoothColouring(t *testing.T) {
 	// Along a line outside the set the smooth value must change gradually:
 	// no jumps of whole iteration bands between neighbouring pixels.
 	tile := Tile{X0: -2.5, Y0: 1.2, Step: 0.001, Width: 2000, Height: 1, MaxIter: 200}
-	iters, err := RenderIter(tile, 1)
+	iters, err := RenderIter(context.Background(), tile, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,7 @@ func TestSmoothColouring(t *testing.T) {
 		}
 	}
 	// And the colours too: neighbouring pixels differ by a few levels at most.
-	img, _ := Render(tile, 1)
+	img, _ := Render(context.Background(), tile, 1)
 	for x := 1; x < tile.Width; x++ {
 		a, b := img.RGBAAt(x-1, 0), img.RGBAAt(x, 0)
 		for _, d := range []int{int(a.R) - int(b.R), int(a.G) - int(b.G), int(a.B) - int(b.B)} {
@@ -146,7 +148,7 @@ func TestSeedTileGeometry(t *testing.T) {
 		t.Errorf("pixel (0,0) = %g%+gi, want exactly %g%+gi", re, im, sx, sy)
 	}
 	// The rendered pixel is the one Coord names (row 0 is the top).
-	img, _ := Render(tile, 0)
+	img, _ := Render(context.Background(), tile, 0)
 	for _, p := range [][2]int{{0, 0}, {49, 0}, {0, 49}, {31, 17}} {
 		re, im := tile.Coord(p[0], p[1])
 		_, want := point(t, re, im, 30)
@@ -192,7 +194,7 @@ func pasteTiles(t *testing.T, f Frame, tw, th, workers int) *image.RGBA {
 		if err := json.Unmarshal(b, &tile); err != nil {
 			t.Fatal(err)
 		}
-		img, err := Render(tile, workers)
+		img, err := Render(context.Background(), tile, workers)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +223,7 @@ func TestTilesMatchFullFrame(t *testing.T) {
 	}
 	tilings := [][2]int{{50, 50}, {64, 48}, {7, 13}, {1, 31}, {1000, 1000}, {0, 0}, {200, 1}}
 	for _, f := range frames {
-		full, err := RenderFrame(f, 0)
+		full, err := RenderFrame(context.Background(), f, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,10 +271,10 @@ func firstDiff(a, b *image.RGBA) string {
 
 func TestRenderIntoFrame(t *testing.T) {
 	f := Frame{CX: -0.5, Scale: 0.02, Width: 120, Height: 90, MaxIter: 100, Colormap: "ocean"}
-	full, _ := RenderFrame(f, 0)
+	full, _ := RenderFrame(context.Background(), f, 0)
 	dst := image.NewRGBA(image.Rect(0, 0, f.Width, f.Height))
 	for _, ref := range f.Tiles(32, 32) {
-		if err := RenderInto(dst, ref.Rect().Min, ref.Tile, 2); err != nil {
+		if err := RenderInto(context.Background(), dst, ref.Rect().Min, ref.Tile, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -280,7 +282,7 @@ func TestRenderIntoFrame(t *testing.T) {
 		t.Fatalf("RenderInto assembly differs at %v", firstDiff(dst, full))
 	}
 	small := image.NewRGBA(image.Rect(0, 0, 10, 10))
-	if err := RenderInto(small, image.Point{5, 5}, Tile{Step: 1, Width: 10, Height: 10, MaxIter: 1}, 1); !errors.Is(err, ErrInvalid) {
+	if err := RenderInto(context.Background(), small, image.Point{5, 5}, Tile{Step: 1, Width: 10, Height: 10, MaxIter: 1}, 1); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("tile that does not fit: err = %v, want ErrInvalid", err)
 	}
 }
@@ -297,7 +299,7 @@ func TestNoIndexOutOfRange(t *testing.T) {
 				iters := make([]float32, 0, n)
 				for i := range n {
 					c := 0.25 + 2.25*math.Pow(1e-10, float64(n-1-i)/(n-1))
-					v, err := RenderIter(Tile{X0: c, Y0: 0, Step: 1, Width: 1, Height: 1, MaxIter: maxIter}, 1)
+					v, err := RenderIter(context.Background(), Tile{X0: c, Y0: 0, Step: 1, Width: 1, Height: 1, MaxIter: maxIter}, 1)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -326,7 +328,7 @@ func TestNoIndexOutOfRange(t *testing.T) {
 				}
 				// The same through Render on a real tile straddling the boundary.
 				tile := Tile{X0: 0.2, Y0: 0.02, Step: 0.0004, Width: 40, Height: 40, MaxIter: maxIter, Colormap: cm}
-				if _, err := Render(tile, 0); err != nil {
+				if _, err := Render(context.Background(), tile, 0); err != nil {
 					t.Fatal(err)
 				}
 			})
@@ -334,7 +336,7 @@ func TestNoIndexOutOfRange(t *testing.T) {
 	}
 	// Slowest-escaping pixels for a large budget: every count near MaxIter.
 	tile := Tile{X0: 0.25 + 1e-9, Y0: 0, Step: 1e-12, Width: 64, Height: 1, MaxIter: 100000}
-	if _, err := Render(tile, 0); err != nil {
+	if _, err := Render(context.Background(), tile, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -367,12 +369,12 @@ func TestColorizeAnyValue(t *testing.T) {
 
 func TestRenderIterMatchesRender(t *testing.T) {
 	tile := Frame{CX: -0.75, CY: 0.1, Scale: 0.0005, Width: 80, Height: 60, MaxIter: 700, Colormap: "rainbow"}.Tile()
-	iters, err := RenderIter(tile, 3)
+	iters, err := RenderIter(context.Background(), tile, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _ := Colorize(iters, tile.Width, tile.Height, tile.Colormap)
-	b, _ := Render(tile, 2)
+	b, _ := Render(context.Background(), tile, 2)
 	if !bytes.Equal(a.Pix, b.Pix) {
 		t.Fatalf("Colorize(RenderIter) differs from Render at %v", firstDiff(a, b))
 	}
@@ -380,20 +382,20 @@ func TestRenderIterMatchesRender(t *testing.T) {
 
 func TestDeterministicAcrossWorkers(t *testing.T) {
 	f := Frame{CX: -0.7436439, CY: 0.1318259, Scale: 0.0001, Width: 191, Height: 143, MaxIter: 400}
-	ref, err := RenderFrame(f, 1)
+	ref, err := RenderFrame(context.Background(), f, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	refIter, _ := RenderIter(f.Tile(), 1)
+	refIter, _ := RenderIter(context.Background(), f.Tile(), 1)
 	for _, w := range []int{0, 2, 4, 7, 1000} {
-		img, err := RenderFrame(f, w)
+		img, err := RenderFrame(context.Background(), f, w)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(img.Pix, ref.Pix) {
 			t.Fatalf("workers=%d differs from workers=1 at %v", w, firstDiff(img, ref))
 		}
-		it, _ := RenderIter(f.Tile(), w)
+		it, _ := RenderIter(context.Background(), f.Tile(), w)
 		if !slices.Equal(it, refIter) {
 			t.Fatalf("RenderIter workers=%d differs from workers=1", w)
 		}
@@ -405,7 +407,7 @@ func TestConcurrentTiles(t *testing.T) {
 	refs := f.Tiles(50, 40)
 	want := make([]*image.RGBA, len(refs))
 	for i, r := range refs {
-		img, err := Render(r.Tile, 1)
+		img, err := Render(context.Background(), r.Tile, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,7 +421,7 @@ func TestConcurrentTiles(t *testing.T) {
 	for c := range copies {
 		for i, r := range refs {
 			wg.Go(func() {
-				img, err := Render(r.Tile, 1+c)
+				img, err := Render(context.Background(), r.Tile, 1+c)
 				if err != nil {
 					errs <- err
 					return
@@ -454,7 +456,7 @@ func TestConcurrentTiles(t *testing.T) {
 }
 
 func TestEncodePNGRoundTrip(t *testing.T) {
-	img, _ := RenderFrame(Frame{CX: -0.5, Scale: 0.03, Width: 100, Height: 80, MaxIter: 50}, 0)
+	img, _ := RenderFrame(context.Background(), Frame{CX: -0.5, Scale: 0.03, Width: 100, Height: 80, MaxIter: 50}, 0)
 	var buf bytes.Buffer
 	if err := EncodePNG(&buf, img); err != nil {
 		t.Fatal(err)
@@ -500,7 +502,7 @@ func TestColormaps(t *testing.T) {
 			t.Fatalf("Palette(%q) = %d entries, %v", name, len(p), err)
 		}
 		tile.Colormap = name
-		img, err := Render(tile, 0)
+		img, err := Render(context.Background(), tile, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -511,14 +513,14 @@ func TestColormaps(t *testing.T) {
 		seen[key] = name
 	}
 	tile.Colormap = ""
-	def, _ := Render(tile, 0)
+	def, _ := Render(context.Background(), tile, 0)
 	tile.Colormap = DefaultColormap
-	named, _ := Render(tile, 0)
+	named, _ := Render(context.Background(), tile, 0)
 	if !bytes.Equal(def.Pix, named.Pix) {
 		t.Errorf(`colormap "" is not %q`, DefaultColormap)
 	}
 	tile.Colormap = "nope"
-	_, err := Render(tile, 0)
+	_, err := Render(context.Background(), tile, 0)
 	var ve *ValidationError
 	if !errors.As(err, &ve) || ve.Field != "colormap" || !strings.Contains(err.Error(), "nope") || !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unknown colour map: err = %v", err)
@@ -577,7 +579,7 @@ func TestValidate(t *testing.T) {
 			}
 			// Render refuses the malformed ones whatever the limits.
 			if !tc.tooLarge {
-				if _, err := Render(tc.tile, 1); err == nil {
+				if _, err := Render(context.Background(), tc.tile, 1); err == nil {
 					t.Fatal("Render accepted an invalid tile")
 				}
 			}
@@ -612,7 +614,7 @@ func TestValidate(t *testing.T) {
 
 func TestQueryRoundTrip(t *testing.T) {
 	f := Frame{CX: -0.7436439, CY: 0.1318259, Scale: 1e-5 / 3, Width: 130, Height: 70, MaxIter: 300, Colormap: "ocean"}
-	full, _ := RenderFrame(f, 0)
+	full, _ := RenderFrame(context.Background(), f, 0)
 	out := image.NewRGBA(full.Rect)
 	for _, ref := range f.Tiles(50, 50) {
 		// Through a URL, as the master would send it.
@@ -624,7 +626,7 @@ func TestQueryRoundTrip(t *testing.T) {
 		if tile != ref.Tile {
 			t.Fatalf("query round trip: %+v != %+v", tile, ref.Tile)
 		}
-		img, _ := Render(tile, 1)
+		img, _ := Render(context.Background(), tile, 1)
 		draw.Draw(out, ref.Rect(), img, image.Point{}, draw.Src)
 	}
 	if !bytes.Equal(out.Pix, full.Pix) {
@@ -716,7 +718,7 @@ func TestShortcutsMatchBruteForce(t *testing.T) {
 		tiles = append(tiles, Frame{CX: -0.75, CY: 0.1, Scale: 0.001, Width: w, Height: 40, MaxIter: 500}.Tile())
 	}
 	for _, tile := range tiles {
-		got, err := RenderIter(tile, 0)
+		got, err := RenderIter(context.Background(), tile, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -750,7 +752,7 @@ var goldenFrames = []struct {
 
 func hashFrame(t *testing.T, f Frame) (iter, rgba string) {
 	t.Helper()
-	it, err := RenderIter(f.Tile(), 0)
+	it, err := RenderIter(context.Background(), f.Tile(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -759,7 +761,7 @@ func hashFrame(t *testing.T, f Frame) (iter, rgba string) {
 		binary.Write(h, binary.LittleEndian, math.Float32bits(v))
 	}
 	iter = fmt.Sprintf("%016x", h.Sum64())
-	img, _ := RenderFrame(f, 0)
+	img, _ := RenderFrame(context.Background(), f, 0)
 	h.Reset()
 	h.Write(img.Pix)
 	return iter, fmt.Sprintf("%016x", h.Sum64())
@@ -775,7 +777,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestRowEncoderMatchesEncodePNG(t *testing.T) {
-	img, _ := RenderFrame(Frame{CX: -0.5, Scale: 0.02, Width: 150, Height: 97, MaxIter: 80}, 0)
+	img, _ := RenderFrame(context.Background(), Frame{CX: -0.5, Scale: 0.02, Width: 150, Height: 97, MaxIter: 80}, 0)
 	var whole, banded bytes.Buffer
 	if err := EncodePNG(&whole, img); err != nil {
 		t.Fatal(err)
@@ -799,5 +801,49 @@ func TestRowEncoderMatchesEncodePNG(t *testing.T) {
 	short.Rows(50)
 	if err := short.Close(); err == nil {
 		t.Fatal("Close after 50 of 97 rows succeeded")
+	}
+}
+
+// TestRenderStopsWhenContextEnds: a render whose context ends stops within
+// a row instead of finishing, and says why. The tile sits in the neck
+// between the cardioid and the period-2 bulb, where orbits neither escape
+// within 10^6 iterations nor cycle exactly: every pixel costs the whole
+// budget (about 3 ms on one core), the render minutes, one row under a
+// second.
+func TestRenderStopsWhenContextEnds(t *testing.T) {
+	heavy := Frame{CX: -0.75, CY: 1e-7, Scale: 1e-12, Width: 256, Height: 256, MaxIter: 1_000_000}.Tile()
+	cases := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"cancelled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}, context.DeadlineExceeded},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, workers := range []int{1, 2} {
+				ctx, cancel := tc.ctx()
+				start := time.Now()
+				img, err := Render(ctx, heavy, workers)
+				took := time.Since(start)
+				cancel()
+				if !errors.Is(err, tc.want) || img != nil {
+					t.Fatalf("workers=%d: Render = %v, %v; want nil, %v", workers, img != nil, err, tc.want)
+				}
+				if took > 20*time.Second {
+					t.Errorf("workers=%d: Render returned %v after the context ended", workers, took)
+				}
+				if _, err := RenderIter(ctx, heavy, workers); !errors.Is(err, tc.want) {
+					t.Errorf("workers=%d: RenderIter after the end: %v, want %v", workers, err, tc.want)
+				}
+			}
+		})
 	}
 }

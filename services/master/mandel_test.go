@@ -2,6 +2,7 @@ package master_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"image"
@@ -26,7 +27,7 @@ func decodePNG(t *testing.T, data []byte) *image.RGBA {
 
 func want(t *testing.T, f mandel.Frame) *image.RGBA {
 	t.Helper()
-	img, err := mandel.RenderFrame(f, 0)
+	img, err := mandel.RenderFrame(context.Background(), f, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestSeedWorkerCallOnSlave(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := decodePNG(t, raw)
-	exp, _ := mandel.Render(mandel.SeedTile(-1.5, 1.5, 0.3, 30), 1)
+	exp, _ := mandel.Render(context.Background(), mandel.SeedTile(-1.5, 1.5, 0.3, 30), 1)
 	if got.Bounds().Dx() != 50 || got.Bounds().Dy() != 50 || !bytes.Equal(got.Pix, exp.Pix) {
 		t.Fatalf("seed tile: %v, want the 50x50 tile at (-1.5, 1.5) step 0.006", got.Bounds())
 	}

@@ -59,8 +59,11 @@ func (s *Slave) renderTile(c *echo.Context) (mandel.Tile, []byte, time.Duration,
 	}
 	defer release()
 	start := time.Now()
-	img, err := mandel.Render(t, runtime.GOMAXPROCS(0))
+	img, err := mandel.Render(c.Request().Context(), t, runtime.GOMAXPROCS(0))
 	if err != nil {
+		if ctxErr := c.Request().Context().Err(); ctxErr != nil { // caller gone or gave up
+			return t, nil, 0, httpserve.Errorf(http.StatusServiceUnavailable, "render stopped: %v", ctxErr)
+		}
 		return t, nil, 0, mandelError(err)
 	}
 	s.done.Add(1)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"image"
@@ -85,7 +86,7 @@ func TestSlaveDiesMidRender(t *testing.T) {
 		t.Fatalf("killed=%v done=%v after %d tiles", killed, done, tiles)
 	}
 	t.Logf("%d tiles, %d from slave-2 before it died, %d ran again elsewhere", tiles, onSlave2, retried)
-	exp, _ := mandel.RenderFrame(heavy, 0)
+	exp, _ := mandel.RenderFrame(context.Background(), heavy, 0)
 	if !bytes.Equal(img.Pix, exp.Pix) {
 		t.Fatal("picture after a slave died mid-render differs from a single-process render")
 	}
