@@ -162,6 +162,10 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Signal sends sig to the process (e.g. SIGSTOP to freeze it, SIGCONT to
+// let it go on).
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Stop sends SIGTERM and fails the test if the process has not exited
 // 20s later.
 func (p *Proc) Stop(t testing.TB) {

@@ -490,3 +490,57 @@ func TestConsistentHashSendsEachTaskAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedTaskIsRejectedBeforeItIsStored: an operation with more
+// operands than --max-operands (the review's 32,000 operands made a 96 KB
+// stored task) and a request too big to store get a 413 naming the limit,
+// and nothing is stored.
+func TestOversizedTaskIsRejectedBeforeItIsStored(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	ones := strings.TrimSuffix(strings.Repeat("1,", 32000), ",")
+	long := strings.TrimSuffix(strings.Repeat("1.2345678901234567e+300,", 250), ",")
+	tests := []struct {
+		name   string
+		body   string
+		hdr    map[string]string
+		field  string
+		substr string
+	}{
+		{"32000 operands", `{"payload": {"operation": "addition", "operands": [` + ones + `]}}`, nil, "payload.operands", "32000 operands, limit is 256"},
+		{"hash key too long to store", `{"payload": "1 + 1"}`, map[string]string{api.HeaderHashKey: strings.Repeat("k", 9000)}, "payload", "limit is 8192"},
+		{"operands and hash key over the stored size", `{"payload": {"operation": "addition", "operands": [` + long + `]}}`, map[string]string{api.HeaderHashKey: strings.Repeat("k", 3000)}, "payload", "limit is 8192"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var e api.Error
+			r := call(t, http.MethodPost, c.master+"/submit-task?async=true", tc.body, tc.hdr, &e)
+			if r.code != http.StatusRequestEntityTooLarge || e.Field != tc.field || !strings.Contains(e.Error, tc.substr) {
+				t.Fatalf("got %d %+v; want 413 on %s saying %q", r.code, e, tc.field, tc.substr)
+			}
+		})
+	}
+	var list api.TaskList
+	call(t, http.MethodGet, c.master+"/tasks", "", nil, &list)
+	if list.Total != 0 {
+		t.Fatalf("rejected tasks were stored: %+v", list.Tasks)
+	}
+	var task api.Task
+	if r := call(t, http.MethodPost, c.master+"/submit-task", `{"payload": {"operation": "addition", "operands": [`+strings.TrimSuffix(strings.Repeat("1,", 256), ",")+`]}}`, nil, &task); r.code != http.StatusOK || *task.Result != 256 {
+		t.Fatalf("256 operands (the limit): %d %s", r.code, r.body)
+	}
+}
+
+// TestFailedTaskCarriesTypedReason: a client tells an evaluation error from
+// an unavailable cluster by the task's reason, not by its error text.
+func TestFailedTaskCarriesTypedReason(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	var task api.Task
+	if r := call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1 / (2 - 2)"}`, nil, &task); r.code != http.StatusUnprocessableEntity ||
+		task.Status != api.StatusFailed || task.Reason != api.ReasonEvaluation {
+		t.Fatalf("division by zero: %d %s; want 422 failed with reason evaluation", r.code, r.body)
+	}
+	var ok api.Task
+	if r := call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1 + 1"}`, nil, &ok); r.code != http.StatusOK || ok.Reason != "" {
+		t.Fatalf("completed task: %d %s; want 200 without a reason", r.code, r.body)
+	}
+}

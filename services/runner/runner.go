@@ -221,7 +221,8 @@ func (r *Runner) resume() {
 		if err != nil {
 			continue
 		}
-		r.cfg.Logger.Info("resuming task left unfinished by the previous run", "task", t.ID)
+		r.cfg.Logger.Info("resuming task left unfinished by the previous run", "task", t.ID,
+			"hash_key", rec.Request.HashKey, "request_id", rec.Request.RequestID)
 		r.start(t, rec.Request)
 	}
 }

@@ -3,8 +3,10 @@
 // transaction (one fsync).
 //
 // Every change is applied to memory at once and queued; a single writer
-// writes the queue in one bbolt transaction every FlushEvery (sooner when
-// many changes wait). What holds:
+// writes the queue in one bbolt transaction every FlushEvery, or at once
+// when someone waits for durability or many changes wait (while a write is
+// in progress, the next one gathers everything queued meanwhile). What
+// holds:
 //
 //   - Durable acknowledgement. Durable(id) returns once the commit holding
 //     the task's creation is on disk, so a caller that acknowledges only
@@ -345,6 +347,12 @@ func (s *Store) Durable(ctx context.Context, id string) error {
 	s.mu.Unlock()
 	if c == nil {
 		return nil
+	}
+	// Someone waits: write now rather than at the next tick (or right
+	// after the write in progress, gathering everything queued meanwhile).
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 	select {
 	case <-c.done:

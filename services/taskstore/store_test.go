@@ -299,9 +299,10 @@ func TestDurableOnlyOnceOnDiskAndManyShareOneCommit(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if w := writes.Load(); w < 1 || w > 3 {
-		t.Fatalf("%d tasks created together took %d writes; want them to share one or two commits", n, w)
+	if w := writes.Load(); w < 1 || w > n/10 {
+		t.Fatalf("%d tasks created together took %d writes; want them to share commits (at most %d)", n, w, n/10)
 	}
+	t.Logf("%d tasks acknowledged durable by %d commits", n, writes.Load())
 }
 
 // TestFailedWriteIsRetriedNeverDropped: while writes fail the store says
