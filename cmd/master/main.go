@@ -60,6 +60,8 @@ func parse(args []string, getenv func(string) string) (master.Config, *envflag.S
 	fs.IntVar(&cfg.FailThreshold, "fail-threshold", cfg.FailThreshold, "failures in a row that eject a slave")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "max expressions in one /submit-batch")
 	fs.IntVar(&cfg.MaxTasks, "max-tasks", cfg.MaxTasks, "tasks kept in the store (oldest finished ones are dropped)")
+	fs.IntVar(&cfg.MaxOperands, "max-operands", cfg.MaxOperands, "max operands of one operation task (beyond: 413)")
+	fs.Int64Var(&cfg.MaxStoreBytes, "max-store-bytes", cfg.MaxStoreBytes, "task store size kept (oldest finished tasks are dropped past it)")
 	fs.DurationVar(&cfg.FlushEvery, "flush-every", cfg.FlushEvery, "group-commit interval of the task store (what a crash can lose)")
 	fs.IntVar(&cfg.MandelMaxPixels, "mandel-max-pixels", cfg.MandelMaxPixels, "max pixels (width*height) of one Mandelbrot render")
 	fs.IntVar(&cfg.MandelMaxIter, "mandel-max-iter", cfg.MandelMaxIter, "max iterations of one Mandelbrot render")
