@@ -563,8 +563,12 @@ func (s *Store) signal() {
 	}
 }
 
-// maxRetryDelay bounds the backoff between retries of a failed write.
-const maxRetryDelay = 2 * time.Second
+// maxRetryDelay bounds the backoff between retries of a failed write;
+// closeTries is how often Close tries its final write.
+const (
+	maxRetryDelay = 2 * time.Second
+	closeTries    = 3
+)
 
 func (s *Store) writer() {
 	defer close(s.stopped)
@@ -578,7 +582,16 @@ func (s *Store) writer() {
 		case <-kick:
 			timer.Stop()
 		case <-s.closed:
-			if err := s.Flush(); err != nil {
+			// A few tries, so a stop on a briefly failing disk still
+			// writes; never hang a shutdown on a dead one.
+			var err error
+			for try := range closeTries {
+				if err = s.Flush(); err == nil {
+					break
+				}
+				time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+			}
+			if err != nil {
 				s.opts.Logger.Error("taskstore: final write failed; queued changes are lost", "err", err)
 			}
 			return
