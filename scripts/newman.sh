@@ -87,7 +87,15 @@ else
 fi
 
 rc=0
-"${NEWMAN[@]}" run "$COLLECTION" -e "$ENVIRONMENT" --bail --reporters cli "$@" || rc=$?
+# A lab run with a token (lab.yaml's, or the one `lab up` generates into
+# its state dir) hands it to the collection, which sends it on every request.
+token_args=()
+if [[ -n ${CALCLAB_TOKEN:-} ]]; then
+	token_args=(--env-var "token=$CALCLAB_TOKEN")
+elif [[ -s .lab/token ]]; then
+	token_args=(--env-var "token=$(<.lab/token)")
+fi
+"${NEWMAN[@]}" run "$COLLECTION" -e "$ENVIRONMENT" "${token_args[@]}" --bail --reporters cli "$@" || rc=$?
 if [[ $rc != 0 ]]; then
 	say "newman failed (exit status $rc)"
 fi
