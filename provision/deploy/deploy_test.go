@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/calclab/calclab/internal/sshdtest"
 	"github.com/calclab/calclab/provision/sshkeys"
 )
 
@@ -131,7 +132,7 @@ func assertFile(t *testing.T, p string, want []byte, mode os.FileMode) {
 // provision/sshkeys, and a changed host key (sshd "recreated") is refused
 // until forgotten.
 func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
-	requireSSHD(t)
+	sshdtest.Require(t)
 	tmp := t.TempDir()
 	lab := filepath.Join(tmp, ".lab")
 	signer, authKey, err := sshkeys.EnsureKeyPair(lab)
@@ -142,10 +143,10 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startSSHD(t, filepath.Join(tmp, "sshd"), authKey, 0)
+	srv := sshdtest.Start(t, filepath.Join(tmp, "sshd"), authKey, 0)
 	client, err := sshkeys.DialWith(ctx(t), srv.Addr, srv.User, signer, kh)
 	if err != nil {
-		t.Fatalf("dial: %v\nsshd log:\n%s", err, srv.log)
+		t.Fatalf("dial: %v\nsshd log:\n%s", err, srv.Log())
 	}
 	defer client.Close()
 	if known, _ := kh.Known(srv.Addr); len(known) != 1 || string(known[0].Marshal()) != string(srv.HostKey.Marshal()) {
@@ -204,7 +205,7 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 		steps = nil
 		changed, err := Deploy(ctx(t), client, plan, progress)
 		if err != nil {
-			t.Fatalf("%s deploy: %v\nsshd log:\n%s", name, err, srv.log)
+			t.Fatalf("%s deploy: %v\nsshd log:\n%s", name, err, srv.Log())
 		}
 		return changed
 	}
@@ -315,7 +316,7 @@ func TestDeployOverRealSSHWithFakeSystemctl(t *testing.T) {
 	// ...a "recreated VM" (new host key, same address) is refused...
 	client.Close()
 	srv.Stop()
-	srv2 := startSSHD(t, filepath.Join(tmp, "sshd"), authKey, mustPort(t, srv.Addr))
+	srv2 := sshdtest.Start(t, filepath.Join(tmp, "sshd"), authKey, mustPort(t, srv.Addr))
 	_, err = sshkeys.DialWith(ctx(t), srv.Addr, srv.User, signer, kh)
 	var changedKey *sshkeys.HostKeyChangedError
 	if !errors.As(err, &changedKey) {
@@ -348,13 +349,13 @@ func mustPort(t *testing.T, addr string) int {
 // "calclab", the services' default user too; the services must not run as
 // the user that has passwordless sudo.
 func TestDeployRefusesLoginUserAsServiceUser(t *testing.T) {
-	requireSSHD(t)
+	sshdtest.Require(t)
 	tmp := t.TempDir()
 	_, authKey, err := sshkeys.EnsureKeyPair(filepath.Join(tmp, ".lab"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startSSHD(t, filepath.Join(tmp, "sshd"), authKey, 0)
+	srv := sshdtest.Start(t, filepath.Join(tmp, "sshd"), authKey, 0)
 	bin := filepath.Join(tmp, "slave")
 	os.WriteFile(bin, []byte("x"), 0o755)
 	n := sshkeys.Target{Node: "n", Addr: srv.Addr, User: srv.User, KeyDir: filepath.Join(tmp, ".lab"), KnownHosts: filepath.Join(tmp, ".lab", "known_hosts")}

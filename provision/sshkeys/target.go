@@ -24,6 +24,10 @@ type Target struct {
 	User       string // login user with passwordless sudo
 	KeyDir     string // holds id_ed25519 (see EnsureKeyPair)
 	KnownHosts string // trusted-on-first-use host keys (OpenSSH format)
+	// Jump, when set, is the SSH server this target is reached through
+	// (OpenSSH's ProxyJump): a remote Hyper-V host whose internal switch
+	// only it can reach. Its Node names it in ssh_config.
+	Jump *Target
 }
 
 // KeyFile is the private key's path.
@@ -44,10 +48,31 @@ func (t Target) Dial(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := DialWith(ctx, t.Addr, t.User, signer, hostKeys)
-	if err != nil {
-		return nil, fmt.Errorf("ssh %s@%s (%s): %w", t.User, t.Addr, t.Node, err)
+	if t.Jump == nil {
+		c, err := DialWith(ctx, t.Addr, t.User, signer, hostKeys)
+		if err != nil {
+			return nil, fmt.Errorf("ssh %s@%s (%s): %w", t.User, t.Addr, t.Node, err)
+		}
+		return c, nil
 	}
+	jc, err := t.Jump.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s@%s (%s) through %s: %w", t.User, t.Addr, t.Node, t.Jump.Node, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	conn, err := jc.DialContext(dctx, "tcp", t.Addr)
+	if err != nil {
+		jc.Close()
+		return nil, fmt.Errorf("ssh %s@%s (%s): %s cannot reach it: %w", t.User, t.Addr, t.Node, t.Jump.Node, err)
+	}
+	c, err := handshake(ctx, dctx, conn, t.Addr, t.User, signer, hostKeys)
+	if err != nil {
+		jc.Close()
+		return nil, fmt.Errorf("ssh %s@%s (%s) through %s: %w", t.User, t.Addr, t.Node, t.Jump.Node, err)
+	}
+	// The jump connection lives as long as the node's.
+	go func() { c.Wait(); jc.Close() }()
 	return c, nil
 }
 
@@ -56,21 +81,34 @@ func DialWith(ctx context.Context, addr, user string, signer ssh.Signer, hostKey
 	if hostKeys == nil {
 		return nil, fmt.Errorf("no known_hosts (host keys are always checked)")
 	}
-	cfg, err := hostKeys.ClientConfig(user, signer, addr)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Timeout = DialTimeout
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	return handshake(ctx, dctx, conn, addr, user, signer, hostKeys)
+}
+
+// handshake runs the SSH client handshake over conn (closed on failure),
+// bounded by dctx.
+func handshake(ctx, dctx context.Context, conn net.Conn, addr, user string, signer ssh.Signer, hostKeys *KnownHosts) (*ssh.Client, error) {
+	cfg, err := hostKeys.ClientConfig(user, signer, addr)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	cfg.Timeout = DialTimeout
 	// The handshake has no context; bound it with the connection deadline.
 	deadline, _ := dctx.Deadline()
 	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(dctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	// A connection through a jump host (an SSH channel) has no
+	// deadlines: closing it is what ends a stuck handshake there.
+	stop := context.AfterFunc(dctx, func() {
+		if conn.SetDeadline(time.Unix(1, 0)) != nil {
+			conn.Close()
+		}
+	})
 	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	stopped := stop()
 	if err != nil {
@@ -110,7 +148,16 @@ func OpenSSHConfig(header string, targets []Target) (string, error) {
 	for _, l := range strings.Split(strings.TrimSpace(header), "\n") {
 		fmt.Fprintf(&b, "# %s\n", l)
 	}
+	var all []Target
+	seen := map[string]bool{}
 	for _, t := range targets {
+		if t.Jump != nil && !seen[t.Jump.Node] {
+			seen[t.Jump.Node] = true
+			all = append(all, *t.Jump)
+		}
+	}
+	all = append(all, targets...)
+	for _, t := range all {
 		host, port, err := net.SplitHostPort(t.Addr)
 		if err != nil {
 			return "", fmt.Errorf("node %s: ssh address %q: %w", t.Node, t.Addr, err)
@@ -127,6 +174,9 @@ func OpenSSHConfig(header string, targets []Target) (string, error) {
 		fmt.Fprintf(&b, "  HostName %s\n  Port %s\n  User %s\n", host, port, t.User)
 		fmt.Fprintf(&b, "  IdentityFile %s\n  IdentitiesOnly yes\n", quoteSSH(key))
 		fmt.Fprintf(&b, "  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n", quoteSSH(kh))
+		if t.Jump != nil {
+			fmt.Fprintf(&b, "  ProxyJump %s\n", t.Jump.Node)
+		}
 		b.WriteString("  LogLevel ERROR\n")
 	}
 	return b.String(), nil
