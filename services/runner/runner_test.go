@@ -27,6 +27,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // fakeSlaves answers Compute from fn and records every call.
 type fakeSlaves struct {
 	fn    func(tg dispatch.Target, req api.ComputeRequest) (api.ComputeResponse, error)
+	batch func(tg dispatch.Target, req api.ComputeBatchRequest) (api.ComputeBatchResponse, error)
 	mu    sync.Mutex
 	calls []api.ComputeRequest
 	reqID []string
@@ -40,8 +41,11 @@ func (f *fakeSlaves) Compute(_ context.Context, tg dispatch.Target, req api.Comp
 	return f.fn(tg, req)
 }
 
-func (f *fakeSlaves) ComputeBatch(context.Context, dispatch.Target, api.ComputeBatchRequest, string) (api.ComputeBatchResponse, error) {
-	return api.ComputeBatchResponse{}, errors.New("not used: grouping is off in these tests")
+func (f *fakeSlaves) ComputeBatch(_ context.Context, tg dispatch.Target, req api.ComputeBatchRequest, _ string) (api.ComputeBatchResponse, error) {
+	if f.batch == nil {
+		return api.ComputeBatchResponse{}, errors.New("no batch script")
+	}
+	return f.batch(tg, req)
 }
 
 // keyRecorder is a Dispatcher that records the key of every job.
@@ -271,5 +275,113 @@ func TestNotAcknowledgedWhenCommitFailsFakeSlaves(t *testing.T) {
 	defer fin.mu.Unlock()
 	if fin.n["a"] != 0 {
 		t.Fatal("an abandoned task was recorded as finished")
+	}
+}
+
+// TestGroupedTasksRecordedOnceFakeSlaves: tasks that wait are sent in
+// groups (one slave answers every batch malformed, and is soon ejected);
+// each task completes with its own result and is recorded once.
+func TestGroupedTasksRecordedOnceFakeSlaves(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	pol, _ := balancer.New("round-robin")
+	pool := dispatch.NewPool(dispatch.Config{Policy: pol, Logger: quiet})
+	pool.Register("http://bad.invalid", "bad", 1, "")
+	pool.Register("http://good.invalid", "good", 1, "")
+	var groups, malformed atomic.Int32
+	slaves := &fakeSlaves{
+		fn: func(_ dispatch.Target, req api.ComputeRequest) (api.ComputeResponse, error) {
+			time.Sleep(20 * time.Millisecond) // keep the slaves busy so tasks wait and group
+			var v float64
+			fmt.Sscanf(req.Expression, "%g", &v)
+			return api.ComputeResponse{Result: ptr(v)}, nil
+		},
+		batch: func(tg dispatch.Target, req api.ComputeBatchRequest) (api.ComputeBatchResponse, error) {
+			items := make([]api.BatchItem, len(req.Expressions))
+			if tg.ID == "bad" {
+				malformed.Add(1)
+				return api.ComputeBatchResponse{Results: items}, nil // 200 with empty items
+			}
+			groups.Add(1)
+			for i, e := range req.Expressions {
+				var v float64
+				fmt.Sscanf(e, "%g", &v)
+				items[i].Result = ptr(v)
+			}
+			return api.ComputeBatchResponse{Results: items}, nil
+		},
+	}
+	fin := &finishedLog{n: map[string]int{}}
+	r := New(Config{Deadline: 10 * time.Second, Logger: quiet, Finished: fin.add, Group: true}, store, pool, slaves)
+	r.Start()
+	defer r.Stop()
+	const n = 60
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := fmt.Sprint(i)
+			if _, _, err := r.Submit(context.Background(), Submission{ID: "g" + e, Display: e, Request: taskstore.Request{Expression: e}}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		got := wait(t, store, fmt.Sprint("g", i))
+		if got.Status != api.StatusCompleted || *got.Result != float64(i) {
+			t.Fatalf("task g%d: %+v, want completed with %d", i, got, i)
+		}
+	}
+	fin.mu.Lock()
+	defer fin.mu.Unlock()
+	for id, k := range fin.n {
+		if k != 1 {
+			t.Fatalf("task %s recorded %d times", id, k)
+		}
+	}
+	if groups.Load() == 0 {
+		t.Fatal("no task was grouped: the test did not exercise grouping")
+	}
+	t.Logf("%d groups answered by the good slave, %d malformed answers retried elsewhere", groups.Load(), malformed.Load())
+
+}
+
+// TestMalformedBatchAnswerIsSlaveFaultRunsElsewhereFakeSlaves: a batch
+// answer that is not well formed (200 with items holding neither a result
+// nor an error) is the slave's fault: the group runs on another slave.
+func TestMalformedBatchAnswerIsSlaveFaultRunsElsewhereFakeSlaves(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	pol, _ := balancer.New("round-robin")
+	pool := dispatch.NewPool(dispatch.Config{Policy: pol, Logger: quiet})
+	pool.Register("http://bad.invalid", "bad", 1, "")
+	pool.Register("http://good.invalid", "good", 1, "")
+	var malformed atomic.Int32
+	slaves := &fakeSlaves{batch: func(tg dispatch.Target, req api.ComputeBatchRequest) (api.ComputeBatchResponse, error) {
+		items := make([]api.BatchItem, len(req.Expressions))
+		if tg.ID == "bad" {
+			malformed.Add(1)
+			return api.ComputeBatchResponse{Results: items}, nil
+		}
+		for i := range items {
+			items[i].Result = ptr(7)
+		}
+		return api.ComputeBatchResponse{Results: items}, nil
+	}}
+	r := New(Config{Deadline: 5 * time.Second, Logger: quiet, Group: true}, store, pool, slaves)
+	r.Start()
+	defer r.Stop()
+	// Two groups in a row under round-robin: one of them goes to the bad
+	// slave first.
+	for i := range 2 {
+		o := r.group.submit(&pending{id: fmt.Sprint("m", i), expr: "7", deadline: time.Now().Add(5 * time.Second)})
+		if o.err != nil || o.result != 7 || o.slave != "good" {
+			t.Fatalf("group %d: %+v; want 7 from the good slave", i, o)
+		}
+	}
+	if malformed.Load() == 0 {
+		t.Fatal("neither group reached the bad slave: the retry after a malformed answer was not exercised")
 	}
 }
