@@ -345,7 +345,6 @@ func TestGroupedTasksRecordedOnceFakeSlaves(t *testing.T) {
 		t.Fatal("no task was grouped: the test did not exercise grouping")
 	}
 	t.Logf("%d groups answered by the good slave, %d malformed answers retried elsewhere", groups.Load(), malformed.Load())
-
 }
 
 // TestMalformedBatchAnswerIsSlaveFaultRunsElsewhereFakeSlaves: a batch
