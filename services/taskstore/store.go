@@ -596,18 +596,23 @@ func (s *Store) writer() {
 			}
 			return
 		}
+		start := time.Now()
 		if err := s.Flush(); err != nil {
 			// Retry with backoff; no early writes until one succeeds.
 			delay = min(max(2*delay, 50*time.Millisecond), maxRetryDelay)
 			kick = nil
 			s.opts.Logger.Error("taskstore: write failed; retrying, new tasks refused until it succeeds", "err", err, "retry_in", delay)
-		} else {
-			if kick == nil {
-				s.opts.Logger.Info("taskstore: writes succeed again")
-			}
-			delay, kick = s.opts.FlushEvery, s.kick
+			timer.Reset(delay)
+			continue
 		}
-		timer.Reset(delay)
+		if kick == nil {
+			s.opts.Logger.Info("taskstore: writes succeed again")
+		}
+		delay, kick = s.opts.FlushEvery, s.kick
+		// Writes start FlushEvery apart, or back to back when a write took
+		// longer: what one commit gathers is at most FlushEvery of
+		// creations (Create waits once a write has run that long).
+		timer.Reset(max(s.opts.FlushEvery-time.Since(start), 0))
 	}
 }
 
