@@ -263,6 +263,14 @@ func (f *FakeHost) one(kind string, s *ps.Script, r map[string]any, started **Fa
 			c := *vm
 			*started = &c
 		}
+	case "stop":
+		name := s.String("VMName")
+		out := map[string]any{"name": name, "stopped": false}
+		r["stop"] = out
+		if vm := f.VMs[name]; vm != nil && vm.State != "Off" {
+			vm.State = "Off"
+			out["stopped"] = true
+		}
 	case "publish":
 		var ports struct {
 			Items []PortMapping `json:"items"`
@@ -319,7 +327,7 @@ func (f *FakeHost) one(kind string, s *ps.Script, r map[string]any, started **Fa
 		name := s.String("VMName")
 		out := map[string]any{"name": name, "removed": false}
 		r["vmremove"] = out
-		if vm := f.VMs[name]; vm != nil {
+		if vm := f.VMs[name]; vm != nil && s.Bool("RemoveVM") {
 			if vm.Notes != s.String("Notes") {
 				return fail(step, "VMNotOurs", "The VM '"+name+"' was not created by this lab; it is left alone")
 			}

@@ -40,8 +40,9 @@ func TestGoldenScripts(t *testing.T) {
 	}
 	scripts := append(append([]*ps.Script(nil), pl.Scripts...), NetworkScript(pl.Layout.Lab), StatusScript(pl.Layout),
 		UnpublishScript(pl.Layout.NatName(), []int{5000}, []string{"calclab calclab master"}),
-		VMRemoveScript(pl.Layout, "master", []string{pl.Layout.DiskPath("master"), pl.Layout.SeedPath("master")}, []string{pl.Layout.VMDir("master")}),
-		NetRemoveScript(pl.Layout, true, pl.Layout.NatName(), true, true, []string{pl.Layout.BaseVhdx()}))
+		VMRemoveScript(pl.Layout, "master", true, []string{pl.Layout.DiskPath("master"), pl.Layout.SeedPath("master")}, []string{pl.Layout.VMDir("master")}),
+		NetRemoveScript(pl.Layout, true, pl.Layout.NatName(), true, true, []string{pl.Layout.BaseVhdx()}),
+		StopScript(pl.Layout, "slave-2"))
 	want := []string{"01-preflight", "02-switch", "03-hostip", "04-nat", "05-image", "06-vm-master", "07-vm-slave-1", "08-vm-slave-2",
 		"09-start-master", "10-start-slave-1", "11-start-slave-2", "12-publish"}
 	for i, w := range want {
@@ -92,7 +93,8 @@ func TestPlanScriptsParse(t *testing.T) {
 			t.Fatal(err)
 		}
 		extra := []*ps.Script{StatusScript(pl.Layout), UnpublishScript(pl.Layout.NatName(), nil, nil),
-			VMRemoveScript(pl.Layout, "slave-1", nil, nil), NetRemoveScript(pl.Layout, false, "x", false, false, nil)}
+			VMRemoveScript(pl.Layout, "slave-1", false, nil, nil), NetRemoveScript(pl.Layout, false, "x", false, false, nil),
+			StopScript(pl.Layout, "master")}
 		for _, s := range extra {
 			text, err := s.Render()
 			if err != nil {

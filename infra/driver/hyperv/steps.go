@@ -123,9 +123,10 @@ func UnpublishScript(nat string, ports []int, rules []string) *ps.Script {
 	return script("down-unpublish", "unpublish", p("NatName", nat), p("Ports", ps.JSON{V: map[string]any{"mappings": ports, "rules": rules}}))
 }
 
-// VMRemoveScript removes a node's VM (if lab made it) and its files.
-func VMRemoveScript(l Layout, node string, files, dirs []string) *ps.Script {
-	return script("down-vm-"+node, "vmremove", p("VMName", l.VMName(node)), p("Notes", l.Notes(node)),
+// VMRemoveScript removes a node's VM (when vm: lab made it) and the
+// files and folders lab made for it.
+func VMRemoveScript(l Layout, node string, vm bool, files, dirs []string) *ps.Script {
+	return script("down-vm-"+node, "vmremove", p("VMName", l.VMName(node)), p("Notes", l.Notes(node)), p("RemoveVM", vm),
 		p("Files", nonNil(files)), p("Dirs", nonNil(dirs)))
 }
 
@@ -141,4 +142,9 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// StopScript shuts one node's VM down.
+func StopScript(l Layout, node string) *ps.Script {
+	return script("stop-"+node, "stop", p("VMName", l.VMName(node)))
 }

@@ -1,8 +1,8 @@
-# Turn off and remove a VM lab created (its Notes say so), then the files
-# and folders lab created for it.
+# Turn off and remove the VM when lab created it ($RemoveVM; its Notes
+# must say so), then the files and folders lab created for it.
 $vm = Get-VM | Where-Object Name -eq $VMName
 $r.vmremove = @{ name = $VMName; removed = $false }
-if ($vm) {
+if ($vm -and $RemoveVM) {
   if ($vm.Notes -ne $Notes) { Stop-Step 'VMNotOurs' ('The VM ''' + $VMName + ''' was not created by this lab; it is left alone') }
   if ([string]$vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
   Remove-VM -VM $vm -Force

@@ -1,6 +1,7 @@
 # calclab down-vm-master (vmremove)
 $VMName = 'calclab-master'
 $Notes = 'calclab lab=calclab node=master'
+$RemoveVM = $true
 $Files = @('D:\Hyper-V\calclab O''Brien\calclab\master\disk.vhdx', 'D:\Hyper-V\calclab O''Brien\calclab\master\seed.iso')
 $Dirs = @('D:\Hyper-V\calclab O''Brien\calclab\master\calclab-master')
 $ErrorActionPreference = 'Stop'
@@ -18,11 +19,11 @@ trap {
   exit 1
 }
 $r = @{}
-# Turn off and remove a VM lab created (its Notes say so), then the files
-# and folders lab created for it.
+# Turn off and remove the VM when lab created it ($RemoveVM; its Notes
+# must say so), then the files and folders lab created for it.
 $vm = Get-VM | Where-Object Name -eq $VMName
 $r.vmremove = @{ name = $VMName; removed = $false }
-if ($vm) {
+if ($vm -and $RemoveVM) {
   if ($vm.Notes -ne $Notes) { Stop-Step 'VMNotOurs' ('The VM ''' + $VMName + ''' was not created by this lab; it is left alone') }
   if ([string]$vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
   Remove-VM -VM $vm -Force
