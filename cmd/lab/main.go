@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/driver/hyperv"
 	"github.com/calclab/calclab/infra/driver/local"
 	"github.com/calclab/calclab/infra/driver/qemu"
 	"github.com/calclab/calclab/infra/lab"
@@ -36,6 +37,9 @@ Usage:
   lab [flags] ssh-config      OpenSSH config for the lab's VMs: ssh -F .lab/ssh_config slave-1
   lab [flags] deploy          (re)install the services on the VMs over SSH; idempotent
   lab [flags] validate        check lab.yaml and print the nodes
+  lab [flags] plan [--out DIR]
+                              what up would run, running nothing (hyperv: the PowerShell
+                              scripts; --out writes NN-step.ps1 files and each node's seed)
 
 Providers: local (default: processes on 127.0.0.1, no root, no network), qemu, hyperv.`
 
@@ -158,6 +162,19 @@ func run(args []string, out io.Writer) error {
 		}
 		fmt.Fprint(out, text)
 		return nil
+	case "plan":
+		pf := flag.NewFlagSet("plan", flag.ContinueOnError)
+		outDir := pf.String("out", "", "write the plan's files to this directory")
+		if err := pf.Parse(cargs); err != nil {
+			return err
+		}
+		if pf.NArg() > 0 {
+			return fmt.Errorf("plan takes no arguments, got %q", pf.Args())
+		}
+		if !drv.Info().Plan {
+			return fmt.Errorf("plan with the %s provider: %w (use --provider hyperv)", drv.Info().Name, driver.ErrUnsupported)
+		}
+		return drv.Plan(ctx, s, out, *outDir)
 	case "deploy":
 		return noArgs(cmd, cargs, func() error { return l.Deploy(ctx) })
 	case "validate":
@@ -192,7 +209,7 @@ func newDriver(provider, dir, binDir string) (driver.Driver, error) {
 	case "qemu":
 		return &qemu.Driver{Dir: dir}, nil
 	case "hyperv":
-		return nil, fmt.Errorf("provider %q: %w yet in this build (use --provider local or qemu)", provider, driver.ErrUnsupported)
+		return &hyperv.Driver{Dir: dir}, nil
 	default:
 		return nil, fmt.Errorf("unknown provider %q (local, qemu, hyperv)", provider)
 	}
