@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,7 +343,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 		pub := PublishScript(6+2*len(lab.Nodes), rec.NAT, Mappings(lab))
 		if err := step(host, "publish", pub, func(r *result) string {
 			rec.Mappings = appendNew(rec.Mappings, r.Publish.Mappings...)
-			rec.Rules = appendNewS(rec.Rules, r.Publish.Rules...)
+			rec.Rules = appendNew(rec.Rules, r.Publish.Rules...)
 			return fmt.Sprintf("service ports on %s (NAT static mappings, firewall rules)", lab.HyperV.Host)
 		}); err != nil {
 			return err
@@ -395,26 +396,10 @@ func (d *Driver) uploadSeed(ctx context.Context, pl *Plan, node string, files Ho
 	return nil
 }
 
-func appendNew(s []int, v ...int) []int {
+// appendNew appends the values of v that s lacks.
+func appendNew[T comparable](s []T, v ...T) []T {
 	for _, x := range v {
-		found := false
-		for _, y := range s {
-			found = found || x == y
-		}
-		if !found {
-			s = append(s, x)
-		}
-	}
-	return s
-}
-
-func appendNewS(s []string, v ...string) []string {
-	for _, x := range v {
-		found := false
-		for _, y := range s {
-			found = found || x == y
-		}
-		if !found {
+		if !slices.Contains(s, x) {
 			s = append(s, x)
 		}
 	}
