@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/calclab/calclab/provision/sshkeys"
 )
@@ -26,7 +27,9 @@ func Journal(ctx context.Context, t sshkeys.Target, role string, follow bool, w 
 		return fmt.Errorf("journal of %s: %w", t.Node, err)
 	}
 	defer s.Close()
-	s.Stdout, s.Stderr = w, w
+	// stdout and stderr are copied by two goroutines: one lock for w.
+	sw := &syncWriter{w: w}
+	s.Stdout, s.Stderr = sw, sw
 	cmd := "sudo -n journalctl --no-pager -o short-iso -u " + u.Name
 	if follow {
 		cmd += " -f"
@@ -37,4 +40,16 @@ func Journal(ctx context.Context, t sshkeys.Target, role string, follow bool, w 
 		return fmt.Errorf("journal of %s (%s): %w", t.Node, u.Name, err)
 	}
 	return nil
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -2,7 +2,6 @@ package hyperv
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/calclab/calclab/infra/driver/hyperv/ps"
@@ -106,12 +105,4 @@ func Explain(err error) error {
 		return err
 	}
 	return he
-}
-
-// explainf wraps a step's error with where it happened.
-func explainf(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf(format+": %w", append(args, Explain(err))...)
 }
