@@ -60,14 +60,16 @@ func (d *Driver) Info() driver.Info {
 }
 
 type nodeRecord struct {
-	VM        string    `json:"vm"`
-	VMCreated bool      `json:"vm_created"`
-	Disk      string    `json:"disk,omitempty"` // created differencing disk
-	Seed      string    `json:"seed,omitempty"` // uploaded seed ISO
-	VMDir     string    `json:"vm_dir,omitempty"`
-	IP        string    `json:"ip"`
-	MAC       string    `json:"mac"`
-	Started   time.Time `json:"started"`
+	VM        string `json:"vm"`
+	VMCreated bool   `json:"vm_created"`
+	Disk      string `json:"disk,omitempty"` // created differencing disk
+	Seed      string `json:"seed,omitempty"` // uploaded seed ISO
+	// Dir is the node's folder on the host (disk, seed, the VM's
+	// configuration), lab's own: removed with the node.
+	Dir     string    `json:"dir,omitempty"`
+	IP      string    `json:"ip"`
+	MAC     string    `json:"mac"`
+	Started time.Time `json:"started"`
 }
 
 type record struct {
@@ -305,7 +307,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 			nr = &nodeRecord{}
 			rec.Nodes[n.Name] = nr
 		}
-		nr.VM, nr.IP, nr.MAC, nr.VMDir = l.VMName(n.Name), n.IP, pl.MACs[n.Name], l.VMDir(n.Name)
+		nr.VM, nr.IP, nr.MAC, nr.Dir = l.VMName(n.Name), n.IP, pl.MACs[n.Name], l.NodeDir(n.Name)
 		if err := d.uploadSeed(ctx, pl, n.Name, files); err != nil {
 			report(driver.Step{Node: n.Name, Step: "seed", Err: err})
 			return err
@@ -571,8 +573,8 @@ func (d *Driver) removeNode(ctx context.Context, lab *spec.Lab, rec *record, nod
 	if nr.Seed != "" {
 		files = append(files, nr.Seed)
 	}
-	if nr.VMCreated && nr.VMDir != "" {
-		dirs = append(dirs, nr.VMDir)
+	if nr.Dir != "" {
+		dirs = append(dirs, nr.Dir)
 	}
 	if _, err := runScript(ctx, ex, VMRemoveScript(Layout{Lab: lab}, node, nr.VMCreated, files, dirs)); err != nil {
 		return fmt.Errorf("node %s: %w", node, err)

@@ -40,7 +40,7 @@ func TestGoldenScripts(t *testing.T) {
 	}
 	scripts := append(append([]*ps.Script(nil), pl.Scripts...), NetworkScript(pl.Layout.Lab), StatusScript(pl.Layout),
 		UnpublishScript(pl.Layout.NatName(), []int{5000}, []string{"calclab calclab master"}),
-		VMRemoveScript(pl.Layout, "master", true, []string{pl.Layout.DiskPath("master"), pl.Layout.SeedPath("master")}, []string{pl.Layout.VMDir("master")}),
+		VMRemoveScript(pl.Layout, "master", true, []string{pl.Layout.DiskPath("master"), pl.Layout.SeedPath("master")}, []string{pl.Layout.NodeDir("master")}),
 		NetRemoveScript(pl.Layout, true, pl.Layout.NatName(), true, true, []string{pl.Layout.BaseVhdx()}),
 		StopScript(pl.Layout, "slave-2"))
 	want := []string{"01-preflight", "02-switch", "03-hostip", "04-nat", "05-image", "06-vm-master", "07-vm-slave-1", "08-vm-slave-2",

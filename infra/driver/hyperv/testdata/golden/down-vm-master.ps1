@@ -3,7 +3,7 @@ $VMName = 'calclab-master'
 $Notes = 'calclab lab=calclab node=master'
 $RemoveVM = $true
 $Files = @('D:\Hyper-V\calclab O''Brien\calclab\master\disk.vhdx', 'D:\Hyper-V\calclab O''Brien\calclab\master\seed.iso')
-$Dirs = @('D:\Hyper-V\calclab O''Brien\calclab\master\calclab-master')
+$Dirs = @('D:\Hyper-V\calclab O''Brien\calclab\master')
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 try { [Console]::OutputEncoding = [Text.Encoding]::UTF8 } catch { }
