@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,6 +61,24 @@ func TestPlanHyperV(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "hyperv-state.json")); !os.IsNotExist(err) {
 		t.Fatalf("plan recorded state: %v", err)
+	}
+	// status and down of a lab never brought up speak to no host.
+	stdout.Reset()
+	if err := run([]string{"--file", labFile, "--state-dir", state, "--provider", "hyperv", "status"}, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "stopped") || !strings.Contains(stdout.String(), "192.168.56.10:5000") {
+		t.Fatalf("status:\n%s", stdout.String())
+	}
+	if err := run([]string{"--file", labFile, "--state-dir", state, "--provider", "hyperv", "down"}, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	// up on a machine without Windows PowerShell and no hyperv.host says what to do.
+	if _, err := exec.LookPath("powershell.exe"); err != nil {
+		err := run([]string{"--file", labFile, "--state-dir", state, "--provider", "hyperv", "up"}, &stdout)
+		if err == nil || !strings.Contains(err.Error(), "powershell.exe not found") || !strings.Contains(err.Error(), "hyperv: {host:") {
+			t.Fatalf("up without PowerShell: %v", err)
+		}
 	}
 	err = run([]string{"--file", labFile, "--state-dir", state, "--provider", "qemu", "plan"}, &stdout)
 	if !errors.Is(err, driver.ErrUnsupported) {
