@@ -379,12 +379,16 @@ func TestExplorer(t *testing.T) {
 		t.Errorf("lastRender: %d of %d tiles", lr.Tiles, lr.Total)
 	}
 
-	// 4. The overlay toggle shows the tile tint on its own canvas.
-	do(t, ctx, 10*time.Second, "toggle the overlay", chromedp.Click(chromedp.CSS(`label.switch`)))
+	// 4. The tile tint (on by default) is on its own canvas: the toggle
+	// hides and shows it without touching the image canvas.
+	waitFor[bool](t, ctx, 5*time.Second, "the overlay to show by default", `!document.getElementById('overlay').hidden`)
+	do(t, ctx, 10*time.Second, "toggle the overlay off", chromedp.Click(chromedp.CSS(`label.switch`)))
+	waitFor[bool](t, ctx, 5*time.Second, "the overlay to hide", `document.getElementById('overlay').hidden`)
+	do(t, ctx, 10*time.Second, "toggle the overlay on", chromedp.Click(chromedp.CSS(`label.switch`)))
 	waitFor[bool](t, ctx, 5*time.Second, "the overlay to show", `!document.getElementById('overlay').hidden`)
 	_, _, after := canvasPixels(t, ctx)
 	if !bytes.Equal(after, pix) {
-		t.Error("turning the overlay on changed the image canvas")
+		t.Error("toggling the overlay changed the image canvas")
 	}
 
 	// 5. Click off-centre: zoom in x2 centred on the click point.
