@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/calclab/calclab/infra/driver/hyperv/ps/pstest"
 	"github.com/calclab/calclab/internal/sshdtest"
 )
 
@@ -224,6 +225,27 @@ func TestSSHTransportRealSSHD(t *testing.T) {
 		_, _, _, err := tr.Exec(ctx, []string{"powershell", "a&b"}, nil)
 		if err == nil || !strings.Contains(err.Error(), "would be changed") {
 			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// TestBootstrapParses: the stdin bootstrap is PowerShell too.
+func TestBootstrapParses(t *testing.T) {
+	res := pstest.Parse(t, []string{Bootstrap, Prelude})
+	for i, r := range res {
+		if len(r.Errors) > 0 {
+			t.Fatalf("source %d: %v", i, r.Errors)
+		}
+	}
+}
+
+func FuzzParseOutput(f *testing.F) {
+	f.Add([]byte("CALCLAB-RESULT {\"a\":1}\n"), []byte(""), 0)
+	f.Add([]byte("CALCLAB-ERROR {\"id\":\"x\"}\n"), []byte("#< CLIXML\r\n<S S=\"Error\">a_x000A_</S>"), 1)
+	f.Fuzz(func(t *testing.T, stdout, stderr []byte, code int) {
+		raw, err := ParseOutput("s", stdout, stderr, code)
+		if err == nil && !json.Valid(raw) {
+			t.Fatalf("ParseOutput returned invalid JSON %q", raw)
 		}
 	})
 }
