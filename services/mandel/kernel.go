@@ -181,13 +181,20 @@ func run2(a, b *orbit, ci float64) {
 	b.zr, b.zi, b.zr2, b.zi2, b.n = zrb, zib, zrb2, zib2, nb
 }
 
-// iterRow fills dst[px] with the smooth value of pixel (px, py) of t. It is
+// iterRow fills dst[px] with the smooth value of pixel (px, py) of t, with
+// the fastest kernel this build and CPU have (see Kernels): the vector
+// kernel when it is compiled in (GOEXPERIMENT=simd on amd64) and the CPU
+// has AVX2 or AVX-512, the scalar one otherwise. All give the same values,
+// bit for bit.
+func iterRow(dst []float32, t *Tile, py int) { bestKernel.row(dst, t, py) }
+
+// scalarRow fills dst[px] with the smooth value of pixel (px, py) of t. It is
 // equivalent to calling smoothIter for each pixel, bit for bit, but runs two
 // orbits in lockstep ("lanes"): one orbit is a chain of dependent
 // multiplies and adds, so a single one leaves most of the CPU's
 // floating-point units idle. A lane whose orbit finishes is refilled with
 // the next pixel of the row.
-func iterRow(dst []float32, t *Tile, py int) {
+func scalarRow(dst []float32, t *Tile, py int) {
 	x0, step, ox, maxIter := t.X0, t.Step, t.OX, t.MaxIter
 	ci := coordIm(t.Y0, t.Step, t.OY+py)
 	w := len(dst)

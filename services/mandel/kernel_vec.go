@@ -1,0 +1,179 @@
+//go:build goexperiment.simd && amd64
+
+package mandel
+
+import (
+	"math/bits"
+	"simd/archsimd"
+)
+
+//go:generate sh -c "python3 gen_kernel.py > kernel_vec_run.go"
+
+// The vector kernel: groups vectors of lanes (8 float64 with AVX-512, 4
+// with AVX2), each lane one pixel of the row, run the iteration side by
+// side, chunk iterations at a time without looking at the lanes. One orbit
+// is a chain of dependent multiplies and adds; groups independent vectors
+// in flight keep the vector units busy while each waits for its last
+// result.
+//
+// Same pixels as the scalar kernel, bit for bit:
+//   - the lanes do the scalar kernel's operations in its order, rounding
+//     each (Mul, Add and Sub are separate instructions; nothing is fused
+//     into FMA; 2·zr is zr+zr, exact either way);
+//   - a chunk ORs every iteration's escape test (|z|² > 4) into a mask; a
+//     lane that escaped inside a chunk is redone from the chunk's start by
+//     the scalar code (iterate), which finds the same iteration and z and
+//     computes the smooth value (escapeValue) exactly as the scalar kernel;
+//   - a lane that needs the end of its budget (fewer than chunk iterations
+//     left) is finished by the scalar code too;
+//   - the periodicity check compares z with a saved orbit point at chunk
+//     ends only, and saves at n = 64, 128, 256, ... rather than at every
+//     power of two from 8: if z_n equals an earlier z_m exactly, the orbit
+//     repeats forever (the iteration is a function of z alone) and can
+//     never escape, so the pixel is Inside whenever and however often the
+//     check looks. Checking less often only finds cycles later.
+//
+// Lanes whose pixel is decided are refilled with the row's next pixel
+// (after the cardioid/bulb test, as in the scalar kernel); when two or
+// fewer lanes are left at the end of a row they finish in scalar code.
+
+const (
+	chunk = 8 // iterations between looks at the lanes
+	// vecCheckpoint is the first iteration at which a vector lane saves
+	// its orbit for the periodicity check (a multiple of chunk).
+	vecCheckpoint = 64
+	maxLanes      = 8
+)
+
+// vecState is the lanes' state between runs of the hot loop.
+type vecState struct {
+	cr, zr, zi, zr0, zi0, sr, si [groups][maxLanes]float64
+	active, esc, cyc             [groups]uint8
+	px, start, cp, evt           [groups][maxLanes]int
+}
+
+func vectorKernels() []kernel {
+	var ks []kernel
+	if archsimd.X86.AVX512() {
+		ks = append(ks, kernel{name: "avx512", lanes: 8, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 8, run8) }})
+	}
+	if archsimd.X86.AVX2() {
+		ks = append(ks, kernel{name: "avx2", lanes: 4, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 4, run4) }})
+	}
+	return ks
+}
+
+// rowCursor hands out the row's pixels that need iterating.
+type rowCursor struct {
+	dst          []float32
+	x0, step, ci float64
+	ox, next     int
+}
+
+// vecRow is scalarRow with lanes lanes per vector; run is the hot loop.
+func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, int) int) {
+	maxIter := t.MaxIter
+	if maxIter < 2*chunk || len(dst) < 2*lanes {
+		scalarRow(dst, t, py)
+		return
+	}
+	ci := coordIm(t.Y0, t.Step, t.OY+py)
+	cur := rowCursor{dst: dst, x0: t.X0, step: t.Step, ci: ci, ox: t.OX}
+	var st vecState
+	T := 0 // chunks run so far
+	for g := range groups {
+		for i := range lanes {
+			st.refill(&cur, g, i, T, maxIter)
+		}
+	}
+	for {
+		limit, left := st.nextEvent(lanes)
+		if left <= 2 {
+			st.finishScalar(dst, ci, T, maxIter, lanes)
+			return
+		}
+		T += run(&st, ci, limit-T)
+		for g := range groups {
+			for b := st.esc[g] | st.cyc[g]; b != 0; b &= b - 1 {
+				i := bits.TrailingZeros8(b)
+				if st.esc[g]&(1<<i) != 0 {
+					zr0, zi0 := st.zr0[g][i], st.zi0[g][i]
+					n0 := chunk * (T - 1 - st.start[g][i])
+					dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr0, zi0, float64(zr0*zr0), float64(zi0*zi0),
+						st.sr[g][i], st.si[g][i], n0, st.cp[g][i], maxIter)
+				} else {
+					dst[st.px[g][i]] = Inside
+				}
+				st.refill(&cur, g, i, T, maxIter)
+			}
+		}
+		if T < limit {
+			continue
+		}
+		for g := range groups {
+			for b := st.active[g]; b != 0; b &= b - 1 {
+				i := bits.TrailingZeros8(b)
+				if st.evt[g][i] != T {
+					continue
+				}
+				n := chunk * (T - st.start[g][i])
+				if n == st.cp[g][i] {
+					st.sr[g][i], st.si[g][i] = st.zr[g][i], st.zi[g][i]
+					st.cp[g][i] *= 2
+				}
+				if (maxIter-n)/chunk == 0 {
+					zr, zi := st.zr[g][i], st.zi[g][i]
+					dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr, zi, float64(zr*zr), float64(zi*zi),
+						st.sr[g][i], st.si[g][i], n, st.cp[g][i], maxIter)
+					st.refill(&cur, g, i, T, maxIter)
+					continue
+				}
+				st.evt[g][i] = T + min((st.cp[g][i]-n)/chunk, (maxIter-n)/chunk)
+			}
+		}
+	}
+}
+
+// refill loads lane (g, i) with the row's next pixel at chunk T, or makes
+// it idle when the row has none left.
+func (st *vecState) refill(cur *rowCursor, g, i, T, maxIter int) {
+	px, cr := nextPixel(cur.dst, cur.next, cur.x0, cur.step, cur.ox, cur.ci)
+	st.zr[g][i], st.zi[g][i], st.sr[g][i], st.si[g][i] = 0, 0, 0, 0
+	if px >= len(cur.dst) {
+		cur.next = px
+		st.active[g] &^= 1 << i
+		st.cr[g][i] = 0
+		return
+	}
+	cur.next = px + 1
+	st.active[g] |= 1 << i
+	st.cr[g][i], st.px[g][i], st.start[g][i], st.cp[g][i] = cr, px, T, vecCheckpoint
+	st.evt[g][i] = T + min(vecCheckpoint/chunk, maxIter/chunk)
+}
+
+// nextEvent returns the first chunk at which an active lane needs a
+// checkpoint or the end of its budget, and how many lanes are active.
+func (st *vecState) nextEvent(lanes int) (limit, left int) {
+	limit = int(^uint(0) >> 1)
+	for g := range groups {
+		left += bits.OnesCount8(st.active[g])
+		for b := st.active[g]; b != 0; b &= b - 1 {
+			limit = min(limit, st.evt[g][bits.TrailingZeros8(b)])
+		}
+	}
+	return limit, left
+}
+
+// finishScalar completes the active lanes one by one with the scalar code.
+func (st *vecState) finishScalar(dst []float32, ci float64, T, maxIter, lanes int) {
+	for g := range groups {
+		for b := st.active[g]; b != 0; b &= b - 1 {
+			i := bits.TrailingZeros8(b)
+			zr, zi := st.zr[g][i], st.zi[g][i]
+			n := chunk * (T - st.start[g][i])
+			dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr, zi, float64(zr*zr), float64(zi*zi),
+				st.sr[g][i], st.si[g][i], n, st.cp[g][i], maxIter)
+		}
+		st.active[g] = 0
+	}
+}
