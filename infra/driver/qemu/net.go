@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/calclab/calclab/infra/spec"
 )
 
 // The lab network has two halves:
@@ -48,8 +50,7 @@ const (
 func MAC(lab, node string) string { return mac(lab, node, "lan", 0) }
 
 func mac(lab, node, nic string, salt int) string {
-	h := sha256.Sum256([]byte(lab + "\x00" + node + "\x00" + nic + "\x00" + strconv.Itoa(salt)))
-	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+	return spec.NICMAC(spec.QEMUOUI, lab, node, nic, salt)
 }
 
 // mcastPort is the UDP port of the multicast fallback, from the lab name,

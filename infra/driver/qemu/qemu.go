@@ -108,6 +108,9 @@ type nodeState struct {
 	GuestPort int       `json:"guest_port"`
 	Accel     string    `json:"accel"`
 	Started   time.Time `json:"started"`
+	// UEFI is the firmware of a disk-boot image (no kernel beside it);
+	// its NVRAM is efivars.fd in Dir.
+	UEFI *UEFI `json:"uefi,omitempty"`
 }
 
 type state struct {
@@ -513,7 +516,12 @@ func (d *Driver) qemuArgs(lab *spec.Lab, n spec.Node, st *state, ns *nodeState, 
 	args := []string{
 		"-name", fmt.Sprintf("%s-%s,process=qemu-%s-%s", lab.Name, n.Name, lab.Name, n.Name),
 		"-nodefaults", "-no-user-config",
-		"-machine", "q35",
+	}
+	if ns.UEFI != nil {
+		args = append(args, "-machine", UEFIMachine)
+		args = append(args, ns.UEFI.Args(filepath.Join(ns.Dir, "efivars.fd"))...)
+	} else {
+		args = append(args, "-machine", "q35")
 	}
 	if st.Accel == "kvm" {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
@@ -536,8 +544,8 @@ func (d *Driver) qemuArgs(lab *spec.Lab, n spec.Node, st *state, ns *nodeState, 
 	if ns.Image.Kernel != "" {
 		args = append(args, "-kernel", ns.Image.Kernel, "-initrd", ns.Image.Initrd, "-append", KernelArgs)
 	}
-	// Without a kernel the firmware boots the disk's own bootloader
-	// (e.g. an Ubuntu cloud image): the first virtio disk.
+	// Without a kernel the firmware (UEFI, Secure Boot) boots the disk's
+	// own bootloader (e.g. an Ubuntu cloud image): the first virtio disk.
 	args = append(args,
 		"-drive", "file="+ns.Disk+",if=virtio,format=qcow2,discard=unmap",
 		"-drive", "file="+seed+",if=virtio,format=raw,readonly=on",
@@ -562,6 +570,17 @@ func (d *Driver) launch(ctx context.Context, lab *spec.Lab, n spec.Node, st *sta
 		return err
 	}
 	defer logf.Close()
+	ns.UEFI = nil
+	if ns.Image.Kernel == "" {
+		u, err := FindUEFI()
+		if err != nil {
+			return err
+		}
+		if err := u.CopyVars(filepath.Join(ns.Dir, "efivars.fd")); err != nil {
+			return err
+		}
+		ns.UEFI = &u
+	}
 	args := d.qemuArgs(lab, n, st, ns, seed, console)
 	fmt.Fprintf(logf, "=== %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), d.qemuBin(), strings.Join(args, " "))
 	pos, _ := logf.Seek(0, io.SeekEnd)

@@ -335,12 +335,67 @@ func TestImageWithoutKernelBootsFromDisk(t *testing.T) {
 	st := &state{Lab: l.Name, Accel: "tcg", Net: NetVDE, Switch: &switchState{Sock: "/x/switch"}, Nodes: map[string]*nodeState{}}
 	ns := &nodeState{Dir: filepath.Join(dir, "master"), Disk: filepath.Join(dir, "master", "disk.qcow2"),
 		Image: Image{Disk: disk}, MAC: MAC(l.Name, "master"), NATMAC: "52:54:00:00:00:01",
-		SSHPort: 2220, HTTPPort: 5000, GuestPort: 5000}
+		SSHPort: 2220, HTTPPort: 5000, GuestPort: 5000,
+		UEFI: &UEFI{Code: "/ovmf/CODE.ms.fd", Vars: "/ovmf/VARS.ms.fd"}}
 	args := strings.Join(d.qemuArgs(l, l.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
 	if strings.Contains(args, "-kernel") || strings.Contains(args, "-append") {
 		t.Fatalf("disk-boot image got a kernel: %s", args)
 	}
-	if !strings.Contains(args, "-drive file="+ns.Disk+",if=virtio") {
-		t.Fatalf("disk-boot image lacks its disk: %s", args)
+	for _, want := range []string{
+		"-drive file=" + ns.Disk + ",if=virtio",
+		"-machine q35,smm=on",
+		"-global driver=cfi.pflash01,property=secure,value=on",
+		"-drive if=pflash,format=raw,unit=0,readonly=on,file=/ovmf/CODE.ms.fd",
+		"-drive if=pflash,format=raw,unit=1,file=" + filepath.Join(ns.Dir, "efivars.fd"),
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("disk-boot image: %q missing in %s", want, args)
+		}
+	}
+	// The kernel-boot image has no firmware arguments.
+	ns.Image, ns.UEFI = Image{Disk: disk, Kernel: "/k", Initrd: "/i"}, nil
+	args = strings.Join(d.qemuArgs(l, l.Nodes[0], st, ns, "/s.iso", "/c.log"), " ")
+	if strings.Contains(args, "pflash") || strings.Contains(args, "smm=on") {
+		t.Errorf("kernel-boot image got UEFI firmware: %s", args)
+	}
+}
+
+// TestFindUEFI: the Secure Boot build with Microsoft's keys is found where
+// CALCLAB_OVMF_DIR points, its absence is an error naming the package, and
+// a VM's NVRAM copy is made once and then kept.
+func TestFindUEFI(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CALCLAB_OVMF_DIR", dir)
+	if _, err := FindUEFI(); err == nil || !strings.Contains(err.Error(), "ovmf") {
+		t.Fatalf("FindUEFI in an empty dir: %v, want an error naming the ovmf package", err)
+	}
+	for _, f := range []string{"OVMF_CODE_4M.ms.fd", "OVMF_VARS_4M.ms.fd"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := FindUEFI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Code != filepath.Join(dir, "OVMF_CODE_4M.ms.fd") || u.Vars != filepath.Join(dir, "OVMF_VARS_4M.ms.fd") {
+		t.Fatalf("FindUEFI = %+v", u)
+	}
+	nv := filepath.Join(t.TempDir(), "efivars.fd")
+	if err := u.CopyVars(nv); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(nv); string(b) != "OVMF_VARS_4M.ms.fd" {
+		t.Fatalf("NVRAM copy holds %q", b)
+	}
+	// A VM's NVRAM survives: a second CopyVars does not overwrite it.
+	if err := os.WriteFile(nv, []byte("boot entries"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.CopyVars(nv); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(nv); string(b) != "boot entries" {
+		t.Fatalf("CopyVars overwrote the VM's NVRAM: %q", b)
 	}
 }
