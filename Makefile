@@ -93,3 +93,14 @@ vagrant-check: build ## vagrant validate + every machine's Hyper-V settings thro
 	fi; \
 	vagrant validate --ignore-provider && ruby scripts/vagrant-check.rb && \
 	$(GO) test -count=1 -run TestVagrantCheck ./infra/vagrant/
+
+.PHONY: e2e-gen2
+e2e-gen2: ## Hyper-V Gen2 boot rehearsed on QEMU: UEFI Secure Boot (MS keys), VHDX disk, seed on a DVD, static MAC; root for the image
+	@scripts/vm-deps.sh ovmf sgdisk:gdisk mcopy:mtools mkfs.vfat:dosfstools sbverify:sbsigntool
+	@mkdir -p artifacts
+	@t0=$$(date +%s.%N); \
+	if [ "$$(id -u)" -eq 0 ]; then scripts/build-image-gen2.sh; else sudo scripts/build-image-gen2.sh; fi || exit 1; \
+	echo "$$t0 $$(date +%s.%N)" | awk '{ printf "%.2f\n", $$2 - $$1 }' > artifacts/e2e-gen2-image.seconds
+	$(MAKE) build
+	CALCLAB_E2E_GEN2=1 CALCLAB_E2E_GEN2_IMAGE_SECONDS=$$(cat artifacts/e2e-gen2-image.seconds) \
+		$(GO) test -count=1 -timeout 30m -v ./tests/e2egen2/
