@@ -51,6 +51,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/calclab/calclab/infra/driver/hyperv"
 	"github.com/calclab/calclab/infra/driver/qemu"
 	"github.com/calclab/calclab/infra/spec"
 	"github.com/calclab/calclab/provision/cloudinit"
@@ -133,7 +134,12 @@ func setup(t *testing.T) *gen2 {
 	}
 	t.Cleanup(cancel)
 	g := &gen2{t: t, ctx: ctx, root: root, dir: t.TempDir(), lab: lab, node: lab.Master()}
-	g.mac = spec.HyperVMAC(lab.Name, g.node.Name)
+	// The MAC the hyperv provider gives the node (Set-VMNetworkAdapter
+	// -StaticMacAddress); spec.HyperVMAC unless two nodes' hashes collide.
+	g.mac = hyperv.MACs(lab)[g.node.Name]
+	if want := spec.HyperVMAC(lab.Name, g.node.Name); g.mac != want {
+		t.Fatalf("hyperv.MACs gives %s %s, spec.HyperVMAC %s", g.node.Name, g.mac, want)
+	}
 	return g
 }
 
@@ -194,12 +200,12 @@ func info(ctx context.Context, path string) (imgInfo, error) {
 	return i, json.Unmarshal(out, &i)
 }
 
-// convert makes the VHDX exactly as the hyperv provider does on Linux.
+// convert makes the VHDX with the hyperv provider's own conversion (what
+// it uploads and imports as the base disk).
 func (g *gen2) convert() string {
 	g.vhdx = filepath.Join(g.dir, g.node.Name+".vhdx")
-	out, err := exec.CommandContext(g.ctx, "qemu-img", "convert", "-f", "qcow2", "-O", "vhdx", "-o", "subformat=dynamic", g.image, g.vhdx).CombinedOutput()
-	if err != nil {
-		g.t.Fatalf("qemu-img convert -O vhdx: %v: %s", err, out)
+	if err := hyperv.ConvertImage(g.ctx, "qemu-img", g.image, g.vhdx); err != nil {
+		g.t.Fatalf("hyperv.ConvertImage: %v", err)
 	}
 	i, err := info(g.ctx, g.vhdx)
 	if err != nil {
@@ -223,23 +229,18 @@ func (g *gen2) makeSeed() string {
 	if g.hosts, err = sshkeys.OpenKnownHosts(filepath.Join(g.dir, "ssh", "known_hosts")); err != nil {
 		g.t.Fatal(err)
 	}
-	prefix := netip.MustParsePrefix(g.lab.Network.CIDR)
-	cfg := cloudinit.Config{
-		Hostname:       g.node.Name,
-		User:           g.lab.SSHUser,
-		AuthorizedKeys: []string{g.authLine},
-		Interfaces: []cloudinit.Interface{{
-			MAC:     g.mac,
-			Address: netip.PrefixFrom(netip.MustParseAddr(g.node.IP), prefix.Bits()),
-			Gateway: netip.MustParseAddr(g.lab.Network.Gateway),
-		}},
+	// The node's seed as the hyperv provider makes it: one NIC matched by
+	// the node's static MAC, its static address, the route via the host.
+	cfg, err := hyperv.Seed(g.lab, g.node, g.mac, g.authLine)
+	if err != nil {
+		g.t.Fatal(err)
 	}
-	cfg.InstanceID = fmt.Sprintf("%s-%s-gen2-%d", g.lab.Name, g.node.Name, time.Now().Unix())
+	prefix := netip.MustParsePrefix(g.lab.Network.CIDR)
 	g.seed = filepath.Join(g.dir, "seed.iso")
 	if err := cloudinit.WriteISO(g.seed, cfg); err != nil {
 		g.t.Fatal(err)
 	}
-	return fmt.Sprintf("%s %s/%d via %s", g.mac, g.node.IP, prefix.Bits(), g.lab.Network.Gateway)
+	return fmt.Sprintf("%s %s/%d via %s", g.mac, g.node.IP, prefix.Bits(), g.lab.HostIP())
 }
 
 func freePort() (int, error) {
@@ -256,7 +257,7 @@ func freePort() (int, error) {
 func (g *gen2) args(nvram string) []string {
 	prefix := netip.MustParsePrefix(g.lab.Network.CIDR)
 	lan := fmt.Sprintf("user,id=lan,restrict=on,net=%s,host=%s,hostfwd=tcp:127.0.0.1:%d-%s:22",
-		prefix, g.lab.Network.Gateway, g.sshPort, g.node.IP)
+		prefix, g.lab.HostIP(), g.sshPort, g.node.IP)
 	args := []string{
 		"-name", fmt.Sprintf("%s-%s-gen2,process=qemu-%s-%s-gen2", g.lab.Name, g.node.Name, g.lab.Name, g.node.Name),
 		"-nodefaults", "-no-user-config",
@@ -467,7 +468,7 @@ func (g *gen2) guestChecks() string {
 		default:
 			addr = fmt.Sprintf("%s/%d on %s (%s)", g.node.IP, prefix.Bits(), ifname, g.mac)
 		}
-		check("default route", "ip route show default", regexp.MustCompile(`default via `+regexp.QuoteMeta(g.lab.Network.Gateway)+` dev `+regexp.QuoteMeta(ifname)))
+		check("default route", "ip route show default", regexp.MustCompile(`default via `+regexp.QuoteMeta(g.lab.HostIP().String())+` dev `+regexp.QuoteMeta(ifname)))
 	}
 	check("hostname", "hostname", regexp.MustCompile(`^`+regexp.QuoteMeta(g.node.Name)+`$`))
 	fmt.Printf("  The guest's own word: %q (kernel log), %q (mokutil); static address %s over SSH\n", klog, mok, addr)
@@ -615,4 +616,3 @@ func fmtDur(d time.Duration) string {
 	}
 	return fmt.Sprintf("%.1fs", d.Seconds())
 }
-

@@ -17,10 +17,7 @@
 package hyperv
 
 import (
-	"crypto/sha256"
-	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/calclab/calclab/infra/spec"
@@ -33,8 +30,7 @@ import (
 func MAC(lab, node string) string { return mac(lab, node, 0) }
 
 func mac(lab, node string, salt int) string {
-	h := sha256.Sum256([]byte(lab + "\x00" + node + "\x00" + "lan" + "\x00" + strconv.Itoa(salt)))
-	return fmt.Sprintf("00:15:5d:%02x:%02x:%02x", h[0], h[1], h[2])
+	return spec.NICMAC(spec.HyperVOUI, lab, node, "lan", salt)
 }
 
 // MACs gives every node of the lab its MAC, unique within the lab (a
