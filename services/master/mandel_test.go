@@ -192,9 +192,9 @@ func TestSeedWorkerCallOnSlave(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := decodePNG(t, raw)
-	exp, _ := mandel.Render(context.Background(), mandel.SeedTile(-1.5, 1.5, 0.3, 30), 1)
+	exp, _ := mandel.RenderSeed(context.Background(), mandel.SeedRequest{MaxIteration: 30, StartX: -1.5, StartY: 1.5, Length: 0.3})
 	if got.Bounds().Dx() != 50 || got.Bounds().Dy() != 50 || !bytes.Equal(got.Pix, exp.Pix) {
-		t.Fatalf("seed tile: %v, want the 50x50 tile at (-1.5, 1.5) step 0.006", got.Bounds())
+		t.Fatalf("seed tile: %v, want the seed's 50x50 tile at (-1.5, 1.5) side 0.3", got.Bounds())
 	}
 	// The seed crashed every worker past 501 iterations.
 	for _, it := range []string{"501", "502", "5000"} {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -101,29 +100,10 @@ func (s *Slave) tile(c *echo.Context) error {
 	return c.Blob(http.StatusOK, "image/png", buf.Bytes())
 }
 
-// seedNames maps the renderer's field names to the seed call's.
-var seedNames = map[string]string{
-	"max_iter": "max_iteration", "x0": "start_position_x", "y0": "start_position_y", "step": "quantize_length",
-}
-
-// seedFieldNames rewrites a validation error in the seed call's own
-// parameter names, which are the ones its user sent.
-func seedFieldNames(err error) error {
-	var e *httpserve.Error
-	if !errors.As(err, &e) {
-		return err
-	}
-	if seed, ok := seedNames[e.Body.Field]; ok {
-		out := *e
-		out.Body.Error = strings.Replace(e.Body.Error, e.Body.Field+":", seed+":", 1)
-		out.Body.Field = seed
-		return &out
-	}
-	return err
-}
-
-// seedTile serves the seed worker's call unchanged:
-// GET /?max_iteration=30&start_position_x=-1.5&start_position_y=1.5&quantize_length=0.3
+// seedTile serves the seed worker's call with the seed's semantics exactly
+// (mandel.SeedRequest: its coordinates, its iteration count, its set), as
+// the seed's frontend sends it:
+// GET /?max_iteration=30.0&start_position_x=-1.5&start_position_y=1.5&quantize_length=0.3
 // answers {"image": "<base64 PNG>"} for a 50x50 tile.
 func (s *Slave) seedTile(c *echo.Context) error {
 	if !c.QueryParams().Has("start_position_x") {
@@ -133,12 +113,27 @@ func (s *Slave) seedTile(c *echo.Context) error {
 	// The seed's page fetched tiles from its own origin or through nginx;
 	// a page served elsewhere may call us directly.
 	c.Response().Header().Set("Access-Control-Allow-Origin", "*")
-	t, pix, _, err := s.renderTile(c)
+	req, err := mandel.SeedRequestFromQuery(c.QueryParams(), s.cfg.MandelLimits)
 	if err != nil {
-		return seedFieldNames(err)
+		return mandelError(err)
 	}
+	ctx := c.Request().Context()
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	img, err := mandel.RenderSeed(ctx, req)
+	release()
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return httpserve.Errorf(http.StatusServiceUnavailable, "render stopped: %v", ctxErr)
+		}
+		return mandelError(err)
+	}
+	s.done.Add(1)
+	s.tiles.Inc()
 	var buf bytes.Buffer
-	if err := mandel.EncodePNG(&buf, rgba(pix, t.Width, t.Height)); err != nil {
+	if err := mandel.EncodePNG(&buf, img); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"image": base64.StdEncoding.EncodeToString(buf.Bytes())})
