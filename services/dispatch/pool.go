@@ -9,6 +9,7 @@ package dispatch
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,6 +28,25 @@ var (
 	ErrQueueFull = errors.New("every slave is busy and the queue is full")
 )
 
+// Errors of a job that did not complete.
+var (
+	// ErrTriesExhausted: the job failed on MaxTries slaves (each a slave fault).
+	ErrTriesExhausted = errors.New("no slave could run the job")
+	// ErrJobFault: the job failed the same suspect way (timeout, 5xx) on
+	// two slaves: it is the job, not the slaves. It is wrapped Permanent.
+	ErrJobFault = errors.New("the job failed the same way on two slaves")
+)
+
+// Errors of Join and Verify (slave identity).
+var (
+	ErrUnknownSlave = errors.New("slave is not registered")
+	ErrRemoved      = errors.New("slave was removed by an operator")
+	ErrWrongSecret  = errors.New("missing or wrong slave secret")
+	// ErrTakenID: a live slave id holds another webhook; re-pointing it
+	// needs that slave's secret.
+	ErrTakenID = errors.New("slave id is registered at another webhook")
+)
+
 // MaxCapacity bounds the capacity a slave may claim.
 const MaxCapacity = 4096
 
@@ -36,8 +56,14 @@ type Config struct {
 	Policy balancer.Policy
 	// MaxQueue bounds the jobs waiting for a free slave (default 10000).
 	MaxQueue int
-	// FailThreshold is how many failures in a row eject a slave (default 3).
+	// FailThreshold is how many failures in a row eject a slave (default
+	// 3). Failed health checks and failed jobs are counted apart: a passing
+	// health check does not clear a slave's job failures (passive outlier
+	// detection, as Envoy does), and either count ejects.
 	FailThreshold int
+	// MaxTries bounds the tries of one job (default 3); the job's context
+	// bounds its time.
+	MaxTries int
 	// EjectBase and EjectMax bound the re-admission backoff (1s, 30s).
 	EjectBase, EjectMax time.Duration
 	// ForgetAfter removes a slave that stayed down this long (10m).
@@ -55,14 +81,36 @@ type Target struct {
 	URL string
 }
 
+// Class is a kind of job. Each class has its own capacity on every slave
+// (the slave's capacity each), so a heavy render's tiles never take the
+// slots calculator tasks need.
+type Class int
+
+// Job classes.
+const (
+	ClassTask Class = iota // calculator tasks and batch chunks
+	ClassTile              // Mandelbrot tiles
+	numClasses
+)
+
+func (c Class) String() string {
+	if c == ClassTile {
+		return "tile"
+	}
+	return "task"
+}
+
 type slave struct {
 	id        string
 	url       string
+	secret    string
 	version   string
 	capacity  int
-	inflight  int
+	inflight  [numClasses]int
 	tasksDone uint64
-	failures  int // in a row
+	checkFail int // failed health checks in a row
+	jobFail   int // failed jobs in a row (passive outlier detection)
+	ejections int
 	down      bool
 	draining  bool
 	downSince time.Time
@@ -75,9 +123,18 @@ type slave struct {
 
 type waiter struct {
 	ch      chan *slave
+	class   Class
 	policy  balancer.Policy
 	key     string
-	exclude string
+	exclude map[string]bool
+}
+
+func (s *slave) busy() int {
+	n := 0
+	for _, v := range s.inflight {
+		n += v
+	}
+	return n
 }
 
 // Pool is the registry of slaves and the queue of jobs waiting for one.
@@ -106,6 +163,9 @@ func NewPool(cfg Config) *Pool {
 	}
 	if cfg.FailThreshold <= 0 {
 		cfg.FailThreshold = 3
+	}
+	if cfg.MaxTries <= 0 {
+		cfg.MaxTries = 3
 	}
 	if cfg.EjectBase <= 0 {
 		cfg.EjectBase = time.Second
@@ -141,52 +201,135 @@ func NewSlaveID() string {
 	return "slave-" + hex.EncodeToString(b[:])
 }
 
-// Register adds a slave or refreshes an existing one with the same id or
-// URL. It returns the slave's id and whether it is new.
-func (p *Pool) Register(url, id string, capacity int, version string) (string, bool) {
+// NewSecret returns a fresh 128-bit slave secret, hex.
+func NewSecret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Registration is what a slave asks for when it joins.
+type Registration struct {
+	URL      string
+	ID       string // "" lets the pool choose
+	Capacity int
+	Version  string
+	// Secret is the slave's secret from its previous registration, if any.
+	Secret string
+}
+
+// Registered is the pool's answer to a registration.
+type Registered struct {
+	ID      string
+	Secret  string // present it on heartbeats, deregistration, re-registration
+	Created bool
+}
+
+// Join adds a slave or refreshes an existing one, as Nomad does with a
+// node's SecretID: every new registration gets a fresh secret. A live id
+// keeps its webhook unless the registration presents that slave's secret
+// (ErrTakenID otherwise); a slave that registers again from the webhook it
+// is registered at (restarted, its secret lost) is the same slave: the
+// caller has checked that this webhook answers as a calclab slave, and only
+// the slave answers there. Such a refresh rotates the secret.
+func (p *Pool) Join(r Registration) (Registered, error) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.byURL[url]
-	if s == nil && id != "" {
-		s = p.byID[id]
+	s := p.byURL[r.URL]
+	if r.ID != "" {
+		if byID := p.byID[r.ID]; byID != nil {
+			if byID.url != r.URL && !secretMatches(byID.secret, r.Secret) {
+				return Registered{}, fmt.Errorf("%w: %s is at %s", ErrTakenID, r.ID, byID.url)
+			}
+			s = byID
+		}
 	}
 	if s != nil {
-		if s.url != url {
+		if s.url != r.URL {
 			delete(p.byURL, s.url)
-			s.url = url
-			p.byURL[url] = s
+			if other := p.byURL[r.URL]; other != nil && other != s {
+				// The address moved to s: the slave that held it is gone.
+				p.removeLocked(other, "its webhook was taken over by "+s.id+" (secret presented)", false)
+			}
+			s.url = r.URL
+			p.byURL[r.URL] = s
+		}
+		if !secretMatches(s.secret, r.Secret) {
+			s.secret = NewSecret()
 		}
 		// A refresh keeps what it does not restate.
-		if capacity > 0 {
-			s.capacity = capacity
+		if r.Capacity > 0 {
+			s.capacity = r.Capacity
 		}
-		if version != "" {
-			s.version = version
+		if r.Version != "" {
+			s.version = r.Version
 		}
 		s.lastSeen = now
 		s.draining = false
-		if s.down {
-			// A slave that registers again has just started: give it a chance.
-			s.down, s.failures, s.upSince = false, 0, now
+		if s.down && !now.Before(s.until) {
+			// A slave that registers again has just started: give it a
+			// chance, once its ejection time is over.
+			s.down, s.checkFail, s.jobFail, s.upSince = false, 0, 0, now
 		}
 		p.notifyLocked()
-		return s.id, false
+		return Registered{ID: s.id, Secret: s.secret}, nil
 	}
-	if id == "" || p.byID[id] != nil {
+	id := r.ID
+	if id == "" {
 		id = NewSlaveID()
 	}
 	delete(p.tombstones, id)
+	capacity := r.Capacity
 	if capacity <= 0 {
 		capacity = p.cfg.DefaultCapacity
 	}
-	s = &slave{id: id, url: url, version: version, capacity: capacity, lastSeen: now, upSince: now, backoff: p.cfg.EjectBase}
+	s = &slave{id: id, url: r.URL, secret: NewSecret(), version: r.Version, capacity: capacity, lastSeen: now, upSince: now, backoff: p.cfg.EjectBase}
 	p.slaves = append(p.slaves, s)
 	p.byID[id] = s
-	p.byURL[url] = s
-	p.cfg.Logger.Info("slave registered", "slave", id, "url", url, "capacity", capacity)
+	p.byURL[r.URL] = s
+	p.cfg.Logger.Info("slave registered", "slave", id, "url", r.URL, "capacity", capacity)
 	p.notifyLocked()
-	return id, true
+	return Registered{ID: id, Secret: s.secret, Created: true}, nil
+}
+
+// Register is Join for trusted in-process callers (tests, embedding): it
+// presents the slave's own secret, so it can re-point a live id. It returns
+// the slave's id and whether it is new.
+func (p *Pool) Register(url, id string, capacity int, version string) (string, bool) {
+	p.mu.Lock()
+	secret := ""
+	if s := p.byID[id]; s != nil {
+		secret = s.secret
+	}
+	p.mu.Unlock()
+	r, err := p.Join(Registration{URL: url, ID: id, Capacity: capacity, Version: version, Secret: secret})
+	if err != nil { // the secret rotated in between: a new id
+		r, _ = p.Join(Registration{URL: url, Capacity: capacity, Version: version})
+	}
+	return r.ID, r.Created
+}
+
+func secretMatches(want, got string) bool {
+	return want != "" && got != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+}
+
+// Verify checks that secret is the one given to slave id at registration.
+// It returns ErrUnknownSlave, ErrRemoved or ErrWrongSecret.
+func (p *Pool) Verify(id, secret string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.byID[id]
+	if s == nil {
+		if _, ok := p.tombstones[id]; ok {
+			return ErrRemoved
+		}
+		return ErrUnknownSlave
+	}
+	if !secretMatches(s.secret, secret) {
+		return ErrWrongSecret
+	}
+	return nil
 }
 
 // HeartbeatResult says what the master knows of a slave that sent a heartbeat.
@@ -229,11 +372,11 @@ func (p *Pool) Drain(id string) (known, removed bool) {
 		return false, false
 	}
 	s.draining = true
-	if s.inflight == 0 {
+	if s.busy() == 0 {
 		p.removeLocked(s, "drained", true)
 		return true, true
 	}
-	p.cfg.Logger.Info("slave draining", "slave", id, "in_flight", s.inflight)
+	p.cfg.Logger.Info("slave draining", "slave", id, "in_flight", s.busy())
 	return true, false
 }
 
@@ -302,9 +445,9 @@ func (p *Pool) notifyLocked() {
 	p.serveWaitersLocked()
 }
 
-// pickLocked chooses a slave with free capacity, avoiding exclude when
-// another one is available.
-func (p *Pool) pickLocked(pol balancer.Policy, key, exclude string) *slave {
+// pickLocked chooses a slave with free capacity for a job of class c,
+// avoiding the slaves in exclude when another one is available.
+func (p *Pool) pickLocked(c Class, pol balancer.Policy, key string, exclude map[string]bool) *slave {
 	if pol == nil {
 		pol = p.cfg.Policy
 	}
@@ -313,16 +456,16 @@ func (p *Pool) pickLocked(pol balancer.Policy, key, exclude string) *slave {
 	excluded := false
 	for _, s := range p.slaves {
 		healthy := !s.down && !s.draining
-		if healthy && s.id == exclude {
+		if healthy && exclude[s.id] {
 			healthy, excluded = false, true
 		}
-		p.cands = append(p.cands, balancer.Backend{ID: s.id, InFlight: s.inflight, Capacity: s.capacity, Latency: s.latency, Healthy: healthy})
+		p.cands = append(p.cands, balancer.Backend{ID: s.id, InFlight: s.inflight[c], Capacity: s.capacity, Latency: s.latency, Healthy: healthy})
 		p.candSlaves = append(p.candSlaves, s)
 	}
 	i := pol.Pick(p.cands, key)
 	if i < 0 && excluded {
 		for j := range p.cands {
-			if p.cands[j].ID == exclude {
+			if exclude[p.cands[j].ID] && !p.candSlaves[j].down && !p.candSlaves[j].draining {
 				p.cands[j].Healthy = true
 			}
 		}
@@ -332,34 +475,47 @@ func (p *Pool) pickLocked(pol balancer.Policy, key, exclude string) *slave {
 		return nil
 	}
 	s := p.candSlaves[i]
-	s.inflight++
+	s.inflight[c]++
 	return s
 }
 
+// serveWaitersLocked hands free slots to waiting jobs, in FIFO order within
+// each class: a tile that cannot be placed does not hold up a task.
 func (p *Pool) serveWaitersLocked() {
-	for len(p.waiters) > 0 {
-		w := p.waiters[0]
-		s := p.pickLocked(w.policy, w.key, w.exclude)
-		if s == nil {
-			return
+	var blocked [numClasses]bool
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if !blocked[w.class] {
+			if s := p.pickLocked(w.class, w.policy, w.key, w.exclude); s != nil {
+				w.ch <- s
+				continue
+			}
+			blocked[w.class] = true
 		}
-		p.waiters[0] = nil
-		p.waiters = p.waiters[1:]
-		w.ch <- s
+		kept = append(kept, w)
 	}
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
 }
 
-// acquire returns a slave with a reserved slot, waiting in the FIFO queue
-// until one is free or ctx ends.
-func (p *Pool) acquire(ctx context.Context, pol balancer.Policy, key, exclude string) (*slave, error) {
+// acquire returns a slave with a reserved slot of class c, waiting in the
+// FIFO queue until one is free or ctx ends.
+func (p *Pool) acquire(ctx context.Context, c Class, pol balancer.Policy, key string, exclude map[string]bool) (*slave, error) {
 	p.mu.Lock()
-	if len(p.waiters) == 0 {
-		if s := p.pickLocked(pol, key, exclude); s != nil {
+	queued := false
+	for _, w := range p.waiters {
+		if w.class == c {
+			queued = true
+			break
+		}
+	}
+	if !queued {
+		if s := p.pickLocked(c, pol, key, exclude); s != nil {
 			p.mu.Unlock()
 			return s, nil
 		}
 	}
-	w := &waiter{ch: make(chan *slave, 1), policy: pol, key: key, exclude: exclude}
+	w := &waiter{ch: make(chan *slave, 1), class: c, policy: pol, key: key, exclude: exclude}
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
 	select {
@@ -376,27 +532,27 @@ func (p *Pool) acquire(ctx context.Context, pol balancer.Policy, key, exclude st
 	p.mu.Unlock()
 	// A slot was handed over while we gave up: give it back.
 	s := <-w.ch
-	p.release(s, outcomeCancelled, 0)
+	p.release(s, c, outcomeCancelled, 0)
 	return nil, ctx.Err()
 }
 
 type outcome int
 
 const (
-	outcomeOK outcome = iota
-	outcomeFailed
-	outcomeCancelled
+	outcomeOK        outcome = iota
+	outcomeFailed            // the slave's fault: counted now
+	outcomeCancelled         // nobody's fault (the job's context ended, a job fault)
 )
 
-func (p *Pool) release(s *slave, o outcome, latency time.Duration) {
+func (p *Pool) release(s *slave, c Class, o outcome, latency time.Duration) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s.inflight--
+	s.inflight[c]--
 	switch o {
 	case outcomeOK:
 		s.tasksDone++
-		s.failures = 0
+		s.jobFail = 0
 		s.lastSeen = now
 		if s.latency == 0 {
 			s.latency = latency
@@ -404,29 +560,53 @@ func (p *Pool) release(s *slave, o outcome, latency time.Duration) {
 			s.latency = (s.latency*7 + latency*3) / 10
 		}
 	case outcomeFailed:
-		p.failLocked(s, now)
+		s.jobFail++
+		p.maybeEjectLocked(s, now)
 	}
-	if s.draining && s.inflight == 0 {
+	if s.draining && s.busy() == 0 {
 		p.removeLocked(s, "drained", true)
 		return
 	}
 	p.serveWaitersLocked()
 }
 
-func (p *Pool) failLocked(s *slave, now time.Time) {
-	s.failures++
-	if s.down || s.failures < p.cfg.FailThreshold {
+// blame counts one job failure against each slave in ss (a suspect failure
+// confirmed by the job succeeding elsewhere).
+func (p *Pool) blame(ss []*slave) {
+	if len(ss) == 0 {
+		return
+	}
+	now := p.cfg.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range ss {
+		if p.byID[s.id] != s {
+			continue
+		}
+		s.jobFail++
+		p.maybeEjectLocked(s, now)
+	}
+}
+
+// maybeEjectLocked ejects s when either of its failure counts reached the
+// threshold, for its backoff (doubled at each ejection, up to EjectMax).
+func (p *Pool) maybeEjectLocked(s *slave, now time.Time) {
+	if s.down || (s.checkFail < p.cfg.FailThreshold && s.jobFail < p.cfg.FailThreshold) {
 		return
 	}
 	s.down = true
+	s.ejections++
 	s.downSince = now
 	s.until = now.Add(s.backoff)
-	p.cfg.Logger.Warn("slave ejected", "slave", s.id, "failures", s.failures, "retry_in", s.backoff)
+	p.cfg.Logger.Warn("slave ejected", "slave", s.id, "failed_checks", s.checkFail, "failed_jobs", s.jobFail, "retry_in", s.backoff)
 	s.backoff = min(s.backoff*2, p.cfg.EjectMax)
 	p.notifyLocked()
 }
 
-// CheckResult records the outcome of an active health check of a slave.
+// CheckResult records the outcome of an active health check of a slave. A
+// passing check clears failed checks only: an ejected slave comes back
+// once its backoff is over and a check passes, and a slave that fails jobs
+// while answering /health is still ejected by its job failures.
 func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
 	now := p.cfg.Now()
 	p.mu.Lock()
@@ -436,7 +616,8 @@ func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
 		return
 	}
 	if !ok {
-		p.failLocked(s, now)
+		s.checkFail++
+		p.maybeEjectLocked(s, now)
 		if s.down && now.Sub(s.downSince) > p.cfg.ForgetAfter {
 			p.removeLocked(s, "down for too long", false)
 		}
@@ -447,17 +628,17 @@ func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
 	if h.Capacity > 0 && h.Capacity != s.capacity {
 		s.capacity = min(h.Capacity, MaxCapacity)
 	}
+	s.checkFail = 0
 	if s.down {
 		if now.Before(s.until) {
 			return
 		}
-		s.down, s.failures, s.upSince = false, 0, now
-		p.cfg.Logger.Info("slave re-admitted", "slave", s.id)
+		s.down, s.jobFail, s.upSince = false, 0, now
+		p.cfg.Logger.Info("slave re-admitted", "slave", s.id, "ejections", s.ejections)
 		p.notifyLocked()
 		return
 	}
-	s.failures = 0
-	if now.Sub(s.upSince) > p.cfg.EjectMax {
+	if now.Sub(s.upSince) > p.cfg.EjectMax && now.Sub(s.downSince) > p.cfg.EjectMax {
 		s.backoff = p.cfg.EjectBase
 	}
 	p.serveWaitersLocked()
@@ -474,7 +655,8 @@ func (p *Pool) Targets() []Target {
 	return out
 }
 
-// List reports every registered slave, in registration order.
+// List reports every registered slave, in registration order. Failures is
+// the larger of its failed health checks and failed jobs in a row.
 func (p *Pool) List() []api.SlaveInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -486,12 +668,12 @@ func (p *Pool) List() []api.SlaveInfo {
 			st = api.SlaveDown
 		case s.draining:
 			st = api.SlaveDraining
-		case s.inflight >= s.capacity:
+		case s.inflight[ClassTask] >= s.capacity:
 			st = api.SlaveBusy
 		}
 		out = append(out, api.SlaveInfo{
-			ID: s.id, Webhook: s.url, Status: st, InFlight: s.inflight, Capacity: s.capacity,
-			TasksDone: s.tasksDone, Failures: s.failures, LatencyMS: float64(s.latency.Microseconds()) / 1000,
+			ID: s.id, Webhook: s.url, Status: st, InFlight: s.busy(), Capacity: s.capacity,
+			TasksDone: s.tasksDone, Failures: max(s.checkFail, s.jobFail), LatencyMS: float64(s.latency.Microseconds()) / 1000,
 			LastSeen: s.lastSeen, Version: s.version,
 		})
 	}
@@ -515,7 +697,9 @@ func (e permanent) Error() string { return e.err.Error() }
 func (e permanent) Unwrap() error { return e.err }
 
 // Permanent wraps err so that Do returns it at once instead of retrying the
-// job on another slave: the slave did its work and the answer is final.
+// job on another slave: the job itself is at fault (an evaluation error, a
+// request the slave refuses), the answer is final, and it does not count
+// against the slave.
 func Permanent(err error) error { return permanent{err} }
 
 // IsPermanent reports whether err was wrapped by Permanent.
@@ -524,27 +708,71 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// Attempt is called once per try of a job, on the slave chosen for it.
-type Attempt func(ctx context.Context, t Target, try int) error
+// suspect marks a failure that may be the job's as well as the slave's.
+type suspect struct{ err error }
 
-// Do runs fn on a slave picked by the policy, waiting for a free one, and
-// runs it again on another slave when fn fails, until fn succeeds, returns
-// a Permanent error, or ctx ends. It returns the slave of the last try and
-// the number of tries.
-func (p *Pool) Do(ctx context.Context, key string, fn Attempt) (Target, int, error) {
-	return p.DoWith(ctx, nil, key, fn)
+func (e suspect) Error() string { return e.err.Error() }
+func (e suspect) Unwrap() error { return e.err }
+
+// Suspect wraps err, a failure that a slow or poisonous job would cause as
+// well as a bad slave (a try's timeout, a 5xx): the job is tried on another
+// slave; the failure counts against the first slave only once the job
+// succeeds elsewhere, and a job failing this way on two slaves is the
+// job's own fault (ErrJobFault, Permanent): it is not tried again and
+// counts against neither slave.
+func Suspect(err error) error { return suspect{err} }
+
+// IsSuspect reports whether err was wrapped by Suspect.
+func IsSuspect(err error) bool {
+	var s suspect
+	return errors.As(err, &s)
 }
 
-// DoWith is Do with a balancing policy of the caller's instead of the
-// pool's (nil: the pool's), e.g. a render that asks for round-robin.
-func (p *Pool) DoWith(ctx context.Context, pol balancer.Policy, key string, fn Attempt) (Target, int, error) {
+// Attempt is called once per try of a job, on the slave chosen for it.
+// Its context ends when the job gives up (deadline, client gone), which
+// cancels the call on the slave.
+type Attempt func(ctx context.Context, t Target, try int) error
+
+// Job describes how a job is placed.
+type Job struct {
+	Class  Class
+	Policy balancer.Policy // nil: the pool's
+	Key    string          // hash key (consistent-hash)
+}
+
+// Do runs a calculator job (ClassTask) with the pool's policy; see Run.
+func (p *Pool) Do(ctx context.Context, key string, fn Attempt) (Target, int, error) {
+	return p.Run(ctx, Job{Key: key}, fn)
+}
+
+// Run runs fn on a slave picked by the policy, waiting for a free slot of
+// the job's class, and runs it again on another slave when fn fails, until
+// fn succeeds, returns a Permanent error, MaxTries tries failed
+// (ErrTriesExhausted), the job failed the same suspect way on two slaves
+// (ErrJobFault), or ctx ends. It returns the slave of the last try and the
+// number of tries.
+//
+// Faults are counted as Envoy's outlier detection does, but only the
+// slave's: a plain error counts against the slave at once; a Suspect error
+// once the job has succeeded elsewhere (or ended with no other slave to
+// judge by); a Permanent one, or the job's context ending, never.
+func (p *Pool) Run(ctx context.Context, j Job, fn Attempt) (Target, int, error) {
 	var (
-		exclude string
-		lastErr error
-		last    Target
+		exclude  map[string]bool
+		suspects []*slave
+		lastErr  error
+		last     Target
+		failed   int
 	)
+	// A suspect failure nobody could confirm or clear (the job ran out of
+	// time or tries with a single suspect): the slave is blamed, since a
+	// job that is only slow on one slave has not shown it is the job.
+	defer func() { p.blame(suspects) }()
 	for try := 1; ; try++ {
-		s, err := p.acquire(ctx, pol, key, exclude)
+		if failed >= p.cfg.MaxTries {
+			return last, try - 1, fmt.Errorf("%w: %d tries, last error: %w", ErrTriesExhausted, try-1, lastErr)
+		}
+		s, err := p.acquire(ctx, j.Class, j.Policy, j.Key, exclude)
 		if err != nil {
 			if lastErr != nil {
 				return last, try - 1, fmt.Errorf("%w after %d tries, last error: %w", err, try-1, lastErr)
@@ -557,18 +785,37 @@ func (p *Pool) DoWith(ctx context.Context, pol balancer.Policy, key string, fn A
 		lat := time.Since(start)
 		switch {
 		case err == nil:
-			p.release(s, outcomeOK, lat)
+			p.release(s, j.Class, outcomeOK, lat)
 			return last, try, nil
 		case IsPermanent(err):
-			p.release(s, outcomeOK, lat)
+			p.release(s, j.Class, outcomeOK, lat)
+			suspects = nil
 			return last, try, err
 		case ctx.Err() != nil:
-			p.release(s, outcomeCancelled, lat)
+			p.release(s, j.Class, outcomeCancelled, lat)
 			return last, try, fmt.Errorf("%w after %d tries, last error: %w", ctx.Err(), try, err)
+		case IsSuspect(err):
+			p.release(s, j.Class, outcomeCancelled, lat)
+			if len(suspects) > 0 {
+				first := suspects[0]
+				if first != s {
+					suspects = nil
+					return last, try, Permanent(fmt.Errorf("%w (%s and %s): %w", ErrJobFault, first.id, s.id, err))
+				}
+				// The same slave again (no other one was free): once is
+				// enough, and it counts once.
+				return last, try, fmt.Errorf("%w: twice on %s, last error: %w", ErrTriesExhausted, s.id, err)
+			}
+			suspects = append(suspects, s)
 		default:
-			p.release(s, outcomeFailed, lat)
-			p.cfg.Logger.WarnContext(ctx, "job failed on slave, retrying elsewhere", "slave", s.id, "try", try, "err", err)
-			lastErr, exclude = err, s.id
+			p.release(s, j.Class, outcomeFailed, lat)
 		}
+		failed++
+		p.cfg.Logger.WarnContext(ctx, "job failed on slave, retrying elsewhere", "slave", s.id, "class", j.Class, "try", try, "err", err)
+		lastErr = err
+		if exclude == nil {
+			exclude = make(map[string]bool, 2)
+		}
+		exclude[s.id] = true
 	}
 }

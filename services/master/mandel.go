@@ -190,9 +190,10 @@ func (s *Server) renderTiles(ctx context.Context, r frameRequest, format string,
 			defer wg.Done()
 			for ref := range jobs {
 				var res tileResult
-				tg, tries, err := s.pool.DoWith(ctx, r.policy, "", func(ctx context.Context, tg dispatch.Target, _ int) error {
+				job := dispatch.Job{Class: dispatch.ClassTile, Policy: r.policy}
+				tg, tries, err := s.pool.Run(ctx, job, func(ctx context.Context, tg dispatch.Target, _ int) error {
 					start := time.Now()
-					data, err := s.fetchTile(ctx, tg, ref.Tile, format, reqID)
+					data, err := s.slaves.Tile(ctx, tg, ref.Tile, format, reqID)
 					if err != nil {
 						return err
 					}
@@ -233,43 +234,11 @@ feed:
 	return ctx.Err()
 }
 
-func (s *Server) fetchTile(ctx context.Context, tg dispatch.Target, t mandel.Tile, format, reqID string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.TileTimeout)
-	defer cancel()
-	q := t.Query()
-	q.Set("format", format)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.URL+"/mandelbrot/tile?"+q.Encode(), nil)
-	if err != nil {
-		return nil, dispatch.Permanent(err)
-	}
-	if reqID != "" {
-		req.Header.Set("X-Request-Id", reqID)
-	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch tile from %s: %w", tg.ID, err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, int64(4*t.Width*t.Height)+1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read tile from %s: %w", tg.ID, err)
-	}
-	switch {
-	case res.StatusCode == http.StatusOK:
-	case res.StatusCode == http.StatusBadRequest || res.StatusCode == http.StatusRequestEntityTooLarge:
-		// Another slave would say the same.
-		return nil, dispatch.Permanent(fmt.Errorf("slave %s refused the tile: %s", tg.ID, bytes.TrimSpace(data)))
-	default:
-		return nil, fmt.Errorf("slave %s answered %d: %s", tg.ID, res.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
-	}
-	if format == "raw" && len(data) != 4*t.Width*t.Height {
-		return nil, fmt.Errorf("slave %s sent %d bytes for a %dx%d tile", tg.ID, len(data), t.Width, t.Height)
-	}
-	return data, nil
-}
-
 // renderError maps a failed render to a reply.
 func renderError(err error) error {
+	if errors.Is(err, dispatch.ErrJobFault) {
+		return httpserve.Errorf(http.StatusUnprocessableEntity, "render failed: a tile is at fault, not the slaves (slower than the tile timeout on two slaves?): %v", err)
+	}
 	if dispatch.IsPermanent(err) {
 		return httpserve.Errorf(http.StatusBadRequest, "%v", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
 	"github.com/calclab/calclab/services/runner"
+	"github.com/calclab/calclab/services/slaveclient"
 	"github.com/calclab/calclab/services/taskstore"
 	"github.com/calclab/calclab/services/web"
 )
@@ -31,7 +32,6 @@ type Server struct {
 	log      *slog.Logger
 	store    *taskstore.Store
 	pool     *dispatch.Pool
-	client   *http.Client
 	echo     *echo.Echo
 	reg      *prometheus.Registry
 	tasks    *prometheus.CounterVec
@@ -39,8 +39,8 @@ type Server struct {
 	batch    prometheus.Counter
 	renders  prometheus.Counter
 
-	runner *runner.Runner // the task path: admit, store, dispatch, record
-	slaves slaveCalls
+	runner *runner.Runner      // the task path: admit, store, dispatch, record
+	slaves *slaveclient.Client // every call to a slave
 	bgCtx  context.Context
 	cancel context.CancelFunc
 }
@@ -69,8 +69,10 @@ func New(cfg Config) (*Server, error) {
 		}),
 		reg: prometheus.NewRegistry(),
 	}
-	s.client = httpserve.Client(s.dialAllowed)
-	s.slaves = slaveCalls{s}
+	s.slaves = slaveclient.New(slaveclient.Config{
+		DialControl: s.dialAllowed, TaskTimeout: cfg.TaskTimeout, TileTimeout: cfg.TileTimeout,
+		HealthTimeout: max(cfg.HealthInterval, 500*time.Millisecond),
+	})
 	s.runner = runner.New(runner.Config{
 		Deadline: cfg.TaskDeadline, MaxQueue: cfg.MaxQueue, Logger: cfg.Logger, Finished: s.taskFinished,
 		// Grouping tasks would move them off the slave their hash key picks.

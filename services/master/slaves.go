@@ -2,9 +2,7 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -187,32 +185,7 @@ func (s *Server) healthLoop(ctx context.Context) {
 }
 
 func (s *Server) checkSlave(ctx context.Context, tg dispatch.Target) (api.Health, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.HealthInterval, 500*time.Millisecond))
-	defer cancel()
-	var h api.Health
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.URL+"/health", nil)
-	if err != nil {
-		return h, err
-	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		return h, err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return h, err
-	}
-	if res.StatusCode != http.StatusOK {
-		return h, fmt.Errorf("health answered %d", res.StatusCode)
-	}
-	if err := json.Unmarshal(data, &h); err != nil {
-		return h, fmt.Errorf("decode health: %w", err)
-	}
-	if h.Status != "ok" {
-		return h, fmt.Errorf("slave reports status %q", h.Status)
-	}
-	return h, nil
+	return s.slaves.Health(ctx, tg)
 }
 
 // poolCollector exports per-slave gauges from the registry at scrape time,
