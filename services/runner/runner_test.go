@@ -136,10 +136,14 @@ func TestFinalStatusRecordedOnceWithTypedReasonFakeSlaves(t *testing.T) {
 			}
 			return api.ComputeResponse{Result: ptr(4)}, nil
 		}, api.StatusCompleted, "", 1},
-		{"an empty answer is the slave's fault, retried until the deadline", func(dispatch.Target, api.ComputeRequest) (api.ComputeResponse, error) {
+		{"an empty answer is the slave's fault, retried a bounded number of times", func(dispatch.Target, api.ComputeRequest) (api.ComputeResponse, error) {
 			time.Sleep(10 * time.Millisecond)
 			return api.ComputeResponse{}, nil
-		}, api.StatusFailed, api.ReasonDeadline, 2},
+		}, api.StatusFailed, api.ReasonUnavailable, 3},
+		{"a slave that never answers is retried until the deadline", func(dispatch.Target, api.ComputeRequest) (api.ComputeResponse, error) {
+			time.Sleep(time.Second)
+			return api.ComputeResponse{}, errors.New("no answer")
+		}, api.StatusFailed, api.ReasonDeadline, 1},
 		{"a job fault other than evaluation is unavailable", func(dispatch.Target, api.ComputeRequest) (api.ComputeResponse, error) {
 			return api.ComputeResponse{}, dispatch.Permanent(errors.New("slave refused the task"))
 		}, api.StatusFailed, api.ReasonUnavailable, 1},
