@@ -73,6 +73,9 @@ func (s *Server) parseFrame(q url.Values) (frameRequest, error) {
 		err error
 		f   = mandel.SeedFrame()
 	)
+	if q, err = canonicalRenderQuery(q); err != nil {
+		return r, err
+	}
 	get := func(fn func() error) {
 		if err == nil {
 			err = fn()
