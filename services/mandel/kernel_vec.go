@@ -73,7 +73,7 @@ type rowCursor struct {
 // vecRow is scalarRow with lanes lanes per vector; run is the hot loop.
 func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, int) int) {
 	maxIter := t.MaxIter
-	if maxIter < 2*chunk || len(dst) < 2*lanes {
+	if maxIter < max(vecMinIter, 2*chunk) || len(dst) < 2*lanes {
 		scalarRow(dst, t, py)
 		return
 	}

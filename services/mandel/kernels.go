@@ -25,6 +25,14 @@ var kernels = append(vectorKernels(), scalarKernel)
 // bestKernel is what every render uses.
 var bestKernel = kernels[0]
 
+// vecMinIter is the smallest max_iter for which rows go to the vector
+// kernel. Below it most pixels escape within a chunk or two, and a lane
+// that escapes is redone by the scalar code from its chunk's start: the
+// vector work is then pure overhead (the seed's 500x500 view at 30-100
+// iterations measured 2x slower on the vector kernel, the 1000-iteration
+// boundary frame 1.5x faster).
+var vecMinIter = 256
+
 // KernelInfo describes a kernel for benchmarks and logs.
 type KernelInfo struct {
 	Name  string // "avx512", "avx2" or "scalar"
