@@ -3,14 +3,18 @@
 //
 //	(1) seed      GET {master}/mandelbrot/render with the defaults (the seed's
 //	              500x500, 30 iterations, real axis -1.5..1.5), sequential
-//	              requests for --duration after --warmup; target: median < 15 ms
+//	              requests for --duration after --warmup; target: median < 6 ms
 //	(2) heavy     a 3840x2160, 1000-iteration boundary frame through the
 //	              master and 2 slaves vs the same frame rendered and
 //	              PNG-encoded in this process on all cores; target: ratio
-//	              <= 1.15, and the master's PNG pixel-identical
+//	              <= 1.10, the in-process render alone <= 0.35 s, and the
+//	              master's PNG pixel-identical
 //	(3) policies  frame (2) as Server-Sent Events through GET
 //	              {master}/mandelbrot/stream with policy=least-conn and
 //	              policy=round-robin: per-slave tiles, busy time, imbalance
+//	(4) kernels   frame (2)'s region at 1/4 resolution rendered in this
+//	              process on one core by every kernel (vector and scalar):
+//	              iterations/s per core beside the peak (lanes x clock)
 //
 // It starts its own master and two slaves on free random loopback ports
 // (never 5000, 6001 or 6002), stops them at exit (also on error or Ctrl-C)
@@ -48,8 +52,8 @@ type config struct {
 
 // scenario keys in run order, with the aliases --only accepts.
 var (
-	scenarioKeys = []string{"seed", "heavy", "policies"}
-	aliases      = map[string]string{"1": "seed", "2": "heavy", "3": "policies", "policy": "policies"}
+	scenarioKeys = []string{"seed", "heavy", "policies", "kernels"}
+	aliases      = map[string]string{"1": "seed", "2": "heavy", "3": "policies", "policy": "policies", "4": "kernels", "kernel": "kernels"}
 )
 
 const usageHead = `benchmandel: calclab Mandelbrot benchmark (seed view, heavy frame vs in-process, balancing policies).
@@ -69,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up of the seed scenario")
 	fs.IntVar(&cfg.heavyRuns, "heavy-runs", 3, "measured renders of the heavy frame, per path (master, in-process) and per policy; (2) adds one unmeasured warm-up render per path")
 	fs.StringVar(&cfg.binDir, "bin-dir", "./bin", "directory holding the master and slave binaries (make build)")
-	only := fs.String("only", "", "comma list of scenarios to run: seed,heavy,policies (or 1,2,3); empty: all")
+	only := fs.String("only", "", "comma list of scenarios to run: seed,heavy,policies,kernels (or 1,2,3,4); empty: all")
 	fs.BoolVar(&cfg.markdown, "markdown", false, "print the results as Markdown tables (for docs/benchmarks.md)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "timeout of one HTTP request (a heavy render or stream)")
 	fs.IntVar(&cfg.tile, "tile", 0, "tile side in pixels passed to the master for (2) and (3) (16..1024); 0: the master's choice")
@@ -151,6 +155,7 @@ func run(args []string) int {
 		{"seed", func(ctx context.Context) { rep.seed = b.runSeed(ctx) }},
 		{"heavy", func(ctx context.Context) { rep.heavy = b.runHeavy(ctx) }},
 		{"policies", func(ctx context.Context) { rep.policies = b.runPolicies(ctx) }},
+		{"kernels", func(ctx context.Context) { rep.kernels = b.runKernels(ctx) }},
 	}
 	failed := false
 	for _, s := range steps {

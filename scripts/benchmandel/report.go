@@ -24,6 +24,7 @@ type report struct {
 	seed        *seedResult
 	heavy       *heavyResult
 	policies    []*policyResult
+	kernels     *kernelsResult
 	interrupted bool
 	problems    []string // children that died
 	logs        []string // what the services logged
@@ -273,7 +274,7 @@ func (r *report) targetsTable() *benchkit.Table {
 		Head:  []string{"target", "value", "goal", "verdict"},
 		Right: []bool{false, true, false, false},
 	}
-	// (1) median under 15 ms.
+	// (1) median under seedMedianTarget.
 	val, v := "-", "n/a: (1) "+strings.ToLower(strings.TrimPrefix(r.skipReason("seed"), "SKIPPED: "))
 	if s := r.seed; s != nil && len(s.lat) > 0 {
 		m := benchkit.Percentile(s.lat, 50)
@@ -287,12 +288,24 @@ func (r *report) targetsTable() *benchkit.Table {
 			v = fmt.Sprintf("NOT VALID: %d errors; ", s.bad+s.warmBad) + v
 		}
 	}
-	t.Rows = append(t.Rows, []string{"(1) seed view median, through the master", val, "< 15 ms", v})
+	t.Rows = append(t.Rows, []string{"(1) seed view median, through the master", val, "< " + benchkit.FmtDur(seedMedianTarget), v})
 	if s := r.seed; s != nil && s.identical != "" {
 		t.Rows = append(t.Rows, []string{"(1) seed view identical to in-process", s.identical, "yes", verdictYes(s.identical)})
 	}
 
-	// (2) ratio <= 1.15.
+	// (2) the in-process render alone, then the ratio.
+	val, v = "-", "n/a: (2) not run"
+	if h := r.heavy; h != nil && len(h.render) > 0 {
+		m := benchkit.Median(h.render)
+		val = benchkit.FmtDur(m)
+		if m <= heavyRenderTarget {
+			v = fmt.Sprintf("MET (%s under; kernel %s)", benchkit.FmtDur(heavyRenderTarget-m), mandel.Kernels()[0].Name)
+		} else {
+			v = fmt.Sprintf("MISSED by %s (%.1fx the target; kernel %s)", benchkit.FmtDur(m-heavyRenderTarget), float64(m)/float64(heavyRenderTarget), mandel.Kernels()[0].Name)
+		}
+	}
+	t.Rows = append(t.Rows, []string{"(2) heavy frame, in-process render only, both cores (median)", val, "<= " + benchkit.FmtDur(heavyRenderTarget), v})
+
 	val, v = "-", "n/a: (2) "+strings.ToLower(strings.TrimPrefix(r.skipReason("heavy"), "SKIPPED: "))
 	if h := r.heavy; h != nil && len(h.master) > 0 && len(h.inproc) > 0 {
 		ratio := float64(benchkit.Median(h.master)) / float64(benchkit.Median(h.inproc))
@@ -308,7 +321,7 @@ func (r *report) targetsTable() *benchkit.Table {
 	} else if h != nil {
 		v = "n/a: no successful run of both paths"
 	}
-	t.Rows = append(t.Rows, []string{"(2) heavy frame, master / in-process (medians)", val, "<= 1.15", v})
+	t.Rows = append(t.Rows, []string{"(2) heavy frame, master / in-process (medians)", val, fmt.Sprintf("<= %.2f", heavyRatioTarget), v})
 	if h := r.heavy; h != nil && h.identical != "" {
 		t.Rows = append(t.Rows, []string{"(2) master's PNG identical to in-process", h.identical, "yes", verdictYes(h.identical)})
 	}
@@ -414,6 +427,14 @@ func (r *report) print(d benchkit.Doc) {
 			d.Blank()
 		}
 		d.List(pl)
+	}
+	if r.kernels != nil {
+		d.Blank()
+		d.Table(r.kernelsTable())
+		if d.Markdown {
+			d.Blank()
+		}
+		d.List(r.kernelsLines())
 	}
 	d.Errors(r.errorLines())
 	d.Blank()

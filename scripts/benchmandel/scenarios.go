@@ -39,10 +39,12 @@ const (
 	// render time, so a slow machine does not turn into retries.
 	tileTimeout = 2 * time.Minute
 
-	seedMedianTarget = 15 * time.Millisecond
+	seedMedianTarget = 6 * time.Millisecond
 	// seedStackTook is what the seed's nginx + workers took for its view.
 	seedStackTook    = 1400 * time.Millisecond
-	heavyRatioTarget = 1.15
+	heavyRatioTarget = 1.10
+	// heavyRenderTarget is frame (2)'s in-process render (no PNG), all cores.
+	heavyRenderTarget = 350 * time.Millisecond
 )
 
 var policies = []string{"least-conn", "round-robin"}
