@@ -75,8 +75,8 @@ var pngSignature = []byte("\x89PNG\r\n\x1a\n")
 // compress/zlib's: on rendered frames (Up-filtered RGB rows) it measured
 // 38% faster on the 3840x2160 bench frame (211 vs 340 ms, 12.5 vs 12.7 MiB)
 // and 19% on the seed's 500x500 view (4.4 vs 5.4 ms, 110 vs 112 KiB).
-// Huffman-only was faster still (163 ms) but 9% larger; level 6 twice as
-// slow for 10% smaller files; the Sub filter or none made no real
+// Huffman-only was faster still (163 ms) but 11% larger; level 6 several
+// times slower for 10% smaller files; the Sub filter or none made no real
 // difference. See docs/benchmarks.md.
 var zlibPool = sync.Pool{New: func() any {
 	zw, _ := zlib.NewWriterLevel(io.Discard, zlib.BestSpeed)
