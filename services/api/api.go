@@ -50,6 +50,10 @@ const (
 // to the slave, so one task can be followed in every log.
 const HeaderRequestID = "X-Request-Id"
 
+// HeaderSlaveSecret carries a slave's secret (given at registration) on its
+// heartbeats, its deregistration and its re-registration.
+const HeaderSlaveSecret = "X-Slave-Secret"
+
 // HeaderHashKey is the key the consistent-hash policy balances on; without it
 // the client's IP address is used (nginx ip_hash).
 const HeaderHashKey = "X-Hash-Key"
@@ -140,6 +144,10 @@ type RegisterResponse struct {
 	SlaveID           string `json:"slave_id"`
 	HeartbeatInterval string `json:"heartbeat_interval"`
 	Status            string `json:"status"`
+	// Secret identifies this slave from now on: it must be sent as the
+	// X-Slave-Secret header of its heartbeats, its deregistration and any
+	// re-registration that moves its id to another webhook.
+	Secret string `json:"secret"`
 }
 
 // Heartbeat is the body of POST /slaves/{id}/heartbeat.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -168,6 +169,22 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		_ = c.JSON(code, body)
+	}
+}
+
+// RequireJSON refuses (415) a request whose Content-Type is not
+// application/json: browsers send cross-site forms and text/plain POSTs
+// without a preflight, never application/json.
+func RequireJSON(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		ct := c.Request().Header.Get("Content-Type")
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			e := Errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q", ct)
+			e.Body.Field = "Content-Type"
+			return e
+		}
+		return next(c)
 	}
 }
 

@@ -130,11 +130,13 @@ func (s *Server) routes() {
 	e.POST("/submit-batch", s.submitBatch)
 	e.GET("/tasks", s.listTasks)
 	e.GET("/tasks/:id", s.getTask)
-	e.POST("/register-slave", s.registerSlave, s.auth)
+	// Slave management takes JSON only (415 otherwise): a web page cannot
+	// send it cross-site with a form or a text/plain POST.
+	e.POST("/register-slave", s.registerSlave, httpserve.RequireJSON, s.auth)
 	e.GET("/slaves", s.listSlaves)
 	e.GET("/slaves/:id", s.getSlave)
-	e.DELETE("/slaves/:id", s.drainSlave, s.auth)
-	e.POST("/slaves/:id/heartbeat", s.heartbeat, s.auth)
+	e.DELETE("/slaves/:id", s.drainSlave, httpserve.RequireJSON, s.auth)
+	e.POST("/slaves/:id/heartbeat", s.heartbeat, httpserve.RequireJSON, s.auth)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	e.GET("/openapi.json", serveOpenAPI)

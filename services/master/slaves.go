@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -93,7 +94,8 @@ func (s *Server) registerSlave(c *echo.Context) error {
 	if raw == "" {
 		raw = req.Webhook
 	}
-	hook, err := s.checkWebhook(c.Request().Context(), raw)
+	ctx := c.Request().Context()
+	hook, err := s.checkWebhook(ctx, raw)
 	if err != nil {
 		return err
 	}
@@ -107,12 +109,51 @@ func (s *Server) registerSlave(c *echo.Context) error {
 		e.Body.Field = "capacity"
 		return e
 	}
-	id, created := s.pool.Register(hook, req.ID, req.Capacity, req.Version)
+	// Only a calclab slave joins: its webhook must answer /health as one
+	// (and, when it names itself, by the id being registered).
+	h, err := s.slaves.Health(ctx, dispatch.Target{URL: hook})
+	if err != nil {
+		e := httpserve.Errorf(http.StatusUnprocessableEntity, "webhook_url %q does not answer GET /health as a healthy calclab slave: %v", hook, err)
+		e.Body.Field = "webhook_url"
+		return e
+	}
+	if h.ID != "" && req.ID != "" && h.ID != req.ID {
+		e := httpserve.Errorf(http.StatusConflict, "webhook_url %q is slave %q, not %q", hook, h.ID, req.ID)
+		e.Body.Field = "id"
+		return e
+	}
+	r, err := s.pool.Join(dispatch.Registration{
+		URL: hook, ID: req.ID, Capacity: req.Capacity, Version: req.Version,
+		Secret: c.Request().Header.Get(api.HeaderSlaveSecret),
+	})
+	if err != nil {
+		e := httpserve.Errorf(http.StatusConflict, "%v; only that slave (with the secret it was given, header %s) can move it", err, api.HeaderSlaveSecret)
+		e.Body.Field = "id"
+		return e
+	}
 	status := "refreshed"
-	if created {
+	if r.Created {
 		status = "registered"
 	}
-	return c.JSON(http.StatusOK, api.RegisterResponse{ID: id, SlaveID: id, Status: status, HeartbeatInterval: s.cfg.HeartbeatInterval.String()})
+	return c.JSON(http.StatusOK, api.RegisterResponse{
+		ID: r.ID, SlaveID: r.ID, Status: status, HeartbeatInterval: s.cfg.HeartbeatInterval.String(), Secret: r.Secret,
+	})
+}
+
+// verifySlave checks the slave secret a heartbeat or deregistration
+// presents: 404 unknown, 410 removed, 403 wrong secret.
+func (s *Server) verifySlave(c *echo.Context, id string) error {
+	err := s.pool.Verify(id, c.Request().Header.Get(api.HeaderSlaveSecret))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, dispatch.ErrUnknownSlave):
+		return httpserve.Errorf(http.StatusNotFound, "slave %q not found: it is not registered (a slave registers again)", id)
+	case errors.Is(err, dispatch.ErrRemoved):
+		return httpserve.Errorf(http.StatusGone, "slave %q was removed by an operator", id)
+	default:
+		return httpserve.Errorf(http.StatusForbidden, "slave %q: %v (send the secret from its registration as %s)", id, err, api.HeaderSlaveSecret)
+	}
 }
 
 func (s *Server) listSlaves(c *echo.Context) error {
@@ -129,6 +170,9 @@ func (s *Server) getSlave(c *echo.Context) error {
 
 func (s *Server) drainSlave(c *echo.Context) error {
 	id := c.Param("id")
+	if err := s.verifySlave(c, id); err != nil {
+		return err
+	}
 	known, removed := s.pool.Drain(id)
 	switch {
 	case !known:
@@ -146,6 +190,9 @@ func (s *Server) heartbeat(c *echo.Context) error {
 		return err
 	}
 	id := c.Param("id")
+	if err := s.verifySlave(c, id); err != nil {
+		return err
+	}
 	switch s.pool.Heartbeat(id, hb) {
 	case dispatch.HeartbeatUnknown:
 		return httpserve.Errorf(http.StatusNotFound, "slave %q is not registered; register again", id)

@@ -79,6 +79,7 @@ type Slave struct {
 	done     atomic.Uint64
 	draining atomic.Bool
 	id       atomic.Pointer[string]
+	secret   atomic.Pointer[string] // given by the master at registration
 	evalOK   prometheus.Counter
 	evalErr  prometheus.Counter
 	tiles    prometheus.Counter
@@ -108,8 +109,9 @@ func New(cfg Config) (*Slave, error) {
 		client: httpserve.Client(nil),
 		sem:    make(chan struct{}, cfg.Capacity),
 	}
-	id := cfg.ID
+	id, secret := cfg.ID, ""
 	s.id.Store(&id)
+	s.secret.Store(&secret)
 	evals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calclab_slave_evaluations_total", Help: "Expressions evaluated, by outcome (ok or error).",
 	}, []string{"outcome"})
@@ -139,6 +141,9 @@ func (s *Slave) Handler() http.Handler { return s.echo }
 
 // ID is the id the master gave this slave ("" before registration).
 func (s *Slave) ID() string { return *s.id.Load() }
+
+// Secret is the secret the master gave this slave at registration ("" before).
+func (s *Slave) Secret() string { return *s.secret.Load() }
 
 // Run listens on cfg.Listen and serves until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -218,8 +223,9 @@ func (s *Slave) registrationLoop(ctx context.Context, adv string) {
 				backoff = min(backoff*2, 5*time.Second)
 				continue
 			}
-			id := resp.ID
+			id, secret := resp.ID, resp.Secret
 			s.id.Store(&id)
+			s.secret.Store(&secret)
 			if d, err := time.ParseDuration(resp.HeartbeatInterval); err == nil && d > 0 {
 				interval = d
 			}
@@ -238,6 +244,9 @@ func (s *Slave) registrationLoop(ctx context.Context, adv string) {
 		case err == nil:
 		case errors.As(err, &se) && se.code == http.StatusNotFound:
 			s.log.Info("the master does not know this slave (restarted?); registering again")
+			registered = false
+		case errors.As(err, &se) && se.code == http.StatusForbidden:
+			s.log.Warn("the master refused this slave's secret; registering again", "err", err)
 			registered = false
 		case errors.As(err, &se) && se.code == http.StatusGone:
 			s.log.Warn("removed from the pool by an operator; not registering again until restarted")
@@ -274,6 +283,9 @@ func (s *Slave) call(ctx context.Context, method, path string, in, out any) erro
 	req.Header.Set("Content-Type", "application/json")
 	if s.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	}
+	if secret := s.Secret(); secret != "" {
+		req.Header.Set(api.HeaderSlaveSecret, secret)
 	}
 	res, err := s.client.Do(req)
 	if err != nil {
