@@ -92,11 +92,15 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tokenFile, err := lab.EnsureToken(s, dir)
+	if err != nil {
+		return err
+	}
 	drv, err := newDriver(s.Provider, dir, *binDir)
 	if err != nil {
 		return err
 	}
-	l := &lab.Lab{Spec: s, Driver: drv, Out: out, LinuxBinDir: filepath.Join(*binDir, "linux-amd64"), StateDir: dir}
+	l := &lab.Lab{Spec: s, Driver: drv, Out: out, LinuxBinDir: filepath.Join(*binDir, "linux-amd64"), StateDir: dir, TokenFile: tokenFile}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

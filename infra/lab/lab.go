@@ -36,7 +36,9 @@ type Lab struct {
 	// StateDir is the lab's state directory (.lab), where the lab writes
 	// ssh_config for Remote providers.
 	StateDir string
-	client   *http.Client
+	// TokenFile holds the lab's generated token ("" when lab.yaml sets it).
+	TokenFile string
+	client    *http.Client
 }
 
 func (l *Lab) http() *http.Client {
@@ -246,7 +248,13 @@ func (l *Lab) Status(ctx context.Context, asJSON bool) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Node, r.Role, pid, strings.TrimPrefix(r.Address, "http://"), r.Health, r.InFlight, r.TasksDone)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if l.TokenFile != "" {
+		fmt.Fprintf(l.Out, "\ntoken: generated for this lab, in %s (slaves and newman use it)\n", l.TokenFile)
+	}
+	return nil
 }
 
 // Logs writes a node's service log: the journal of its calclab unit on a
