@@ -93,3 +93,27 @@ func BenchmarkKernels(b *testing.B) {
 		})
 	}
 }
+
+func TestIterationsCountsBruteForce(t *testing.T) {
+	cases := []struct {
+		name   string
+		cr, ci float64
+		max    int
+		want   int64
+	}{
+		{"c=1 escapes at z_3=5", 1, 0, 100, 3},
+		{"c=0 is skipped (cardioid)", 0, 0, 100, 0},
+		{"c=-1 is skipped (bulb)", -1, 0, 100, 0},
+		{"c=-2 never escapes: max_iter", -2, 0, 77, 77},
+		{"c=3 escapes at z_1", 3, 0, 100, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tile := Tile{X0: tc.cr, Y0: tc.ci, Step: 1e-3, Width: 1, Height: 1, MaxIter: tc.max}
+			got, err := Iterations(context.Background(), tile)
+			if err != nil || got != tc.want {
+				t.Fatalf("Iterations = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}
