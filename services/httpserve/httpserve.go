@@ -100,12 +100,22 @@ func New(logger *slog.Logger, m *Metrics) *echo.Echo {
 					err = Errorf(http.StatusInternalServerError, "internal error (request id %s)", id)
 				}
 				if err != nil {
+					var ae *Error
+					if errors.As(err, &ae) && ae.Code == http.StatusRequestEntityTooLarge {
+						// Answer at once and close after lingering: without
+						// this, net/http reads up to 256 KB of the unwanted
+						// body before it sends the reply.
+						c.Response().Header().Set("Connection", "close")
+					}
 					c.Echo().HTTPErrorHandler(c, err)
 					err = nil
 				}
 				code := 0
 				if r, _ := echo.UnwrapResponse(c.Response()); r != nil {
 					code = r.Status
+				}
+				if code == http.StatusRequestEntityTooLarge {
+					linger(c)
 				}
 				if m != nil {
 					route := c.Path()
@@ -198,12 +208,9 @@ func ReadJSON(c *echo.Context, limit int64, v any) error {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", limit)
-		}
-		return Errorf(http.StatusBadRequest, "reading request body: %v", err)
+		return BodyError(err, limit)
 	}
+	BodyRead(c)
 	if len(body) == 0 {
 		return Errorf(http.StatusBadRequest, "request body is empty; expected a JSON object")
 	}
@@ -225,7 +232,8 @@ func ReadJSON(c *echo.Context, limit int64, v any) error {
 }
 
 // Serve serves h on ln until ctx ends, then shuts down gracefully, giving
-// in-flight requests up to grace to finish.
+// in-flight requests up to grace to finish. Request headers must arrive
+// within 10s (bodies: BodyDeadline; connections: LimitListener).
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,

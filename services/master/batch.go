@@ -28,8 +28,8 @@ const (
 // record: batch results are not kept in the task store.
 func (s *Server) submitBatch(c *echo.Context) error {
 	start := time.Now()
-	var req api.BatchRequest
-	if err := httpserve.ReadJSON(c, s.cfg.MaxBatchBytes, &req); err != nil {
+	req, err := readBatch(c, s.cfg.MaxBatchBytes, s.cfg.MaxBatch)
+	if err != nil {
 		return err
 	}
 	n := len(req.Expressions)

@@ -30,7 +30,12 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	FailThreshold     int
 
-	MaxBodyBytes  int64
+	MaxBodyBytes int64
+	// BodyTimeout bounds the time a client may take to send a request
+	// body (408 after).
+	BodyTimeout time.Duration
+	// MaxConns bounds the connections served at once.
+	MaxConns      int
 	MaxBatchBytes int64
 	MaxBatch      int
 	MaxTasks      int
@@ -67,6 +72,8 @@ func Defaults() Config {
 		HeartbeatInterval: 2 * time.Second,
 		FailThreshold:     3,
 		MaxBodyBytes:      64 << 10,
+		BodyTimeout:       30 * time.Second,
+		MaxConns:          4096,
 		MaxBatchBytes:     16 << 20,
 		MaxBatch:          100000,
 		MaxTasks:          100000,

@@ -126,6 +126,7 @@ func (s *Server) taskFinished(t api.Task) {
 
 func (s *Server) routes() {
 	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "master"))
+	e.Use(httpserve.BodyDeadline(s.cfg.BodyTimeout))
 	e.POST("/submit-task", s.submitTask)
 	e.POST("/submit-batch", s.submitBatch)
 	e.GET("/tasks", s.listTasks)
@@ -173,7 +174,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("master listening", "addr", ln.Addr().String(), "policy", s.cfg.Policy, "data_dir", s.cfg.DataDir)
 	s.runner.Start()
 	go s.healthLoop(s.bgCtx)
-	err := httpserve.Serve(ctx, ln, s.echo, 10*time.Second, s.log)
+	err := httpserve.Serve(ctx, httpserve.LimitListener(ln, s.cfg.MaxConns), s.echo, 10*time.Second, s.log)
 	s.Close()
 	return err
 }

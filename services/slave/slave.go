@@ -126,6 +126,7 @@ func New(cfg Config) (*Slave, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_in_flight", Help: "Requests being evaluated."},
 			func() float64 { return float64(s.inflight.Load()) }))
 	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "slave"))
+	e.Use(httpserve.BodyDeadline(httpserve.DefaultBodyTimeout))
 	e.POST("/compute", s.compute)
 	e.POST("/compute/batch", s.computeBatch)
 	e.GET("/mandelbrot/tile", s.tile)
@@ -173,7 +174,9 @@ func (s *Slave) Serve(ctx context.Context, ln net.Listener) error {
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	defer stopServer()
 	errc := make(chan error, 1)
-	go func() { errc <- httpserve.Serve(srvCtx, ln, s.echo, 30*time.Second, s.log) }()
+	go func() {
+		errc <- httpserve.Serve(srvCtx, httpserve.LimitListener(ln, httpserve.DefaultMaxConns), s.echo, 30*time.Second, s.log)
+	}()
 	loopDone := make(chan struct{})
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
