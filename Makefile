@@ -73,7 +73,7 @@ bench-mandel: build ## Mandelbrot benchmark: seed view, 4K frame vs in-process, 
 	$(SIMD) $(GO) run ./scripts/benchmandel
 
 .PHONY: e2e-vm
-e2e-vm: ## end-to-end test of the lab on QEMU VMs (image, build, up, ssh, newman, failover, down); root for the image
+e2e-vm: deps ## end-to-end test of the lab on QEMU VMs (image, build, up, ssh, newman, failover, down); root for the image
 	@scripts/vm-deps.sh
 	@mkdir -p artifacts
 	@date +%s.%N > artifacts/e2e-vm-start

@@ -75,12 +75,13 @@ type phase struct {
 }
 
 type e2e struct {
-	t     *testing.T
-	ctx   context.Context // ends before the go test deadline, or on SIGINT/SIGTERM
-	root  string          // the repository
-	lab   string          // bin/lab
-	state string          // the lab's --state-dir
-	start time.Time
+	t         *testing.T
+	ctx       context.Context // ends before the go test deadline, or on SIGINT/SIGTERM
+	root      string          // the repository
+	lab       string          // bin/lab
+	state     string          // the lab's --state-dir
+	newmanBin string          // node_modules/.bin/newman (make deps), else newman on PATH
+	start     time.Time
 
 	imageTime     time.Duration // the image phase as make e2e-vm timed it
 	imageFromMake bool
@@ -129,10 +130,14 @@ func setup(t *testing.T) *e2e {
 			t.Fatalf("%s is missing: run make build (make e2e-vm does)", f)
 		}
 	}
-	for _, bin := range []string{"qemu-system-x86_64", "qemu-img", "ssh", "newman"} {
+	for _, bin := range []string{"qemu-system-x86_64", "qemu-img", "ssh"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found in PATH (apt-get install qemu-system-x86 qemu-utils vde2 openssh-client; npm install -g newman)", bin)
+			t.Fatalf("%s not found in PATH (make e2e-vm installs it: scripts/vm-deps.sh)", bin)
 		}
+	}
+	e.newmanBin = newmanPath(root)
+	if e.newmanBin == "" {
+		t.Fatal("newman not found: run make deps (npm ci of the pinned package.json into node_modules)")
 	}
 	if _, err := exec.LookPath("vde_switch"); err != nil {
 		t.Logf("note: vde_switch not found: the internal network falls back to multicast sockets (apt-get install vde2)")
@@ -582,7 +587,12 @@ func (e *e2e) newman() string {
 		"--reporter-cli-no-success-assertions",
 		"--reporter-junit-export", junit}
 	fmt.Printf("  $ newman %s\n", strings.Join(args, " "))
-	out, err := e.command(e.ctx, 10*time.Minute, true, "newman", args...)
+	// The lab's token (lab.yaml's or the one lab up generated) goes to the
+	// collection, which sends it on every request.
+	if tok, err := os.ReadFile(filepath.Join(e.state, "token")); err == nil && len(bytes.TrimSpace(tok)) > 0 {
+		args = append(args, "--env-var", "token="+string(bytes.TrimSpace(tok)))
+	}
+	out, err := e.command(e.ctx, 10*time.Minute, true, e.newmanBin, args...)
 	if err != nil {
 		e.t.Fatalf("newman against the VM lab failed: %v", err)
 	}
@@ -1078,4 +1088,21 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%dm%04.1fs", m, s)
 	}
 	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+// newmanPath is the pinned newman that make deps installs, else one on
+// PATH, else "".
+func newmanPath(root string) string {
+	if p := filepath.Join(root, "node_modules", ".bin", "newman"); fileExists(p) {
+		return p
+	}
+	if p, err := exec.LookPath("newman"); err == nil {
+		return p
+	}
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
