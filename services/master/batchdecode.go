@@ -31,7 +31,7 @@ func readBatch(c *echo.Context, limit int64, maxItems int) (api.BatchRequest, er
 		case errors.As(err, &mbe):
 			return req, httpserve.BodyError(err, limit)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return req, httpserve.Errorf(http.StatusBadRequest, "request body is empty or cut short; expected a JSON object")
+			return req, httpserve.Errorf(http.StatusBadRequest, "malformed JSON: request body is empty or cut short; expected a JSON object")
 		case errors.As(err, &se):
 			return req, httpserve.Errorf(http.StatusBadRequest, "malformed JSON at byte %d: %v", se.Offset, se)
 		case errors.As(err, &te):
