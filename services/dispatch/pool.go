@@ -30,7 +30,9 @@ var (
 
 // Errors of a job that did not complete.
 var (
-	// ErrTriesExhausted: the job failed on MaxTries slaves (each a slave fault).
+	// ErrTriesExhausted: the job failed on MaxTries different slaves (each a
+	// slave fault); failing again on a slave it already failed on (the only
+	// one free) waits instead, within the job's deadline.
 	ErrTriesExhausted = errors.New("no slave could run the job")
 	// ErrJobFault: the job failed the same suspect way (timeout, 5xx) on
 	// two slaves: it is the job, not the slaves. It is wrapped Permanent.
@@ -810,9 +812,24 @@ func (p *Pool) Run(ctx context.Context, j Job, fn Attempt) (Target, int, error) 
 		default:
 			p.release(s, j.Class, outcomeFailed, lat)
 		}
+		lastErr = err
+		if exclude[s.id] {
+			// The same slave failed again because no other one could take
+			// the job: that is not another slave's verdict, so it does not
+			// use up a try. Wait a little (the slave's failures eject it
+			// meanwhile, and a new slave may register), bounded by the
+			// job's own deadline.
+			p.cfg.Logger.WarnContext(ctx, "job failed again on the only slave it could get, waiting", "slave", s.id, "class", j.Class, "try", try, "err", err)
+			wait := min(time.Duration(try)*50*time.Millisecond, time.Second)
+			select {
+			case <-ctx.Done():
+				return last, try, fmt.Errorf("%w after %d tries, last error: %w", ctx.Err(), try, err)
+			case <-time.After(wait):
+			}
+			continue
+		}
 		failed++
 		p.cfg.Logger.WarnContext(ctx, "job failed on slave, retrying elsewhere", "slave", s.id, "class", j.Class, "try", try, "err", err)
-		lastErr = err
 		if exclude == nil {
 			exclude = make(map[string]bool, 2)
 		}
