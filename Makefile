@@ -17,7 +17,7 @@ tools: ## pulumi and terraform CLIs for the IaC engines, built once into ~/.cach
 
 build: ## build bin/master bin/slave bin/lab, and static linux/amd64 services for VMs
 	@mkdir -p $(BIN)/linux-amd64
-	$(SIMD) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/master ./cmd/slave ./cmd/lab
+	$(SIMD) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/master ./cmd/slave ./cmd/lab ./cmd/terraform-provider-calclab
 	$(SIMD) CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/linux-amd64/ ./cmd/master ./cmd/slave
 
 lab-up: build ## start the lab from lab.yaml (local processes by default)
