@@ -92,7 +92,13 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tokenFile, err := lab.EnsureToken(s, dir)
+	// Only the verbs that start services make a token; the others read it.
+	cmd, cargs := rest[0], rest[1:]
+	token := lab.ReadToken
+	if cmd == "up" || cmd == "deploy" || cmd == "plan" {
+		token = lab.EnsureToken
+	}
+	tokenFile, err := token(s, dir)
 	if err != nil {
 		return err
 	}
@@ -104,7 +110,6 @@ func run(args []string, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cmd, cargs := rest[0], rest[1:]
 	switch cmd {
 	case "up":
 		return noArgs(cmd, cargs, func() error {

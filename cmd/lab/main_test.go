@@ -73,6 +73,11 @@ func TestPlanHyperV(t *testing.T) {
 	if err := run([]string{"--file", labFile, "--state-dir", state, "--provider", "hyperv", "down"}, &stdout); err != nil {
 		t.Fatal(err)
 	}
+	// Looking at a lab and taking it down leave no file behind (a token
+	// made by down kept the state dir alive, and e2e-vm failed on it).
+	if entries, err := os.ReadDir(state); !os.IsNotExist(err) {
+		t.Fatalf("status and down left %s: %v %v", state, entries, err)
+	}
 	// up on a machine without Windows PowerShell and no hyperv.host says what to do.
 	if _, err := exec.LookPath("powershell.exe"); err != nil {
 		err := run([]string{"--file", labFile, "--state-dir", state, "--provider", "hyperv", "up"}, &stdout)

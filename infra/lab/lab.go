@@ -278,8 +278,13 @@ func (l *Lab) Down(ctx context.Context) error {
 		return fmt.Errorf("lab down: %w", err)
 	}
 	if l.StateDir != "" {
-		if err := os.Remove(driver.SSHConfigFile(l.StateDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("lab down: %w", err)
+		for _, f := range []string{driver.SSHConfigFile(l.StateDir), l.TokenFile} {
+			if f == "" {
+				continue
+			}
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("lab down: %w", err)
+			}
 		}
 		_ = os.Remove(l.StateDir) // only when empty
 	}
