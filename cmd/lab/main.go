@@ -1,5 +1,5 @@
 // Command lab brings a calclab lab up and down from lab.yaml and looks into
-// its nodes: up, down, status, logs, ssh, ssh-config.
+// its nodes: up, down, status, logs, ssh, ssh-config, plan, deploy.
 package main
 
 import (
@@ -11,6 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -23,126 +26,318 @@ import (
 	"github.com/calclab/calclab/internal/envflag"
 )
 
-const summary = `lab: bring a calclab lab (one master, N slaves) up and down from lab.yaml.
+// verb is one subcommand: its usage line and what it does.
+type verb struct {
+	usage string // after "lab [flags] "
+	help  string
+}
 
-Usage:
-  lab [flags] up              start every node, wait until the master is healthy and
-                              every slave registered, print a status table
-  lab [flags] down            stop every node and remove the lab's files (idempotent)
-  lab [flags] status [--json] table of nodes: role, pid, address, health, in-flight, tasks done
-  lab [flags] logs NODE [-f]  print (and follow) a node's service log (VMs: its journal;
-                              --console: the serial console)
-  lab [flags] ssh NODE [-- CMD...]
-                              shell or command on a node (VM providers)
-  lab [flags] ssh-config      OpenSSH config for the lab's VMs: ssh -F .lab/ssh_config slave-1
-  lab [flags] deploy          (re)install the services on the VMs over SSH; idempotent
-  lab [flags] validate        check lab.yaml and print the nodes
-  lab [flags] plan [--out DIR]
-                              what up would run, running nothing (hyperv: the PowerShell
-                              scripts; --out writes NN-step.ps1 files and each node's seed)
+var verbs = map[string]verb{
+	"up":         {"up", "start every node, wait until the master is healthy and every slave registered, print a status table"},
+	"down":       {"down", "stop every node and remove the lab's files (idempotent)"},
+	"status":     {"status [--json]", "table of nodes: role, pid, address, health, in-flight, tasks done; exits 1 when a node is not ok"},
+	"logs":       {"logs NODE [-f] [--console]", "print (and follow) a node's service log (VMs: its journal; --console: the serial console)"},
+	"ssh":        {"ssh NODE [-- CMD...]", "shell or command on a node (VM providers)"},
+	"ssh-config": {"ssh-config", "OpenSSH config for the lab's VMs: ssh -F .lab/ssh_config slave-1"},
+	"deploy":     {"deploy", "(re)install the services on the VMs over SSH; idempotent (native engine)"},
+	"validate":   {"validate", "check lab.yaml (and the flags) and print the nodes"},
+	"plan":       {"plan [--out DIR]", "what up would do, doing nothing: the engines' preview (ends in \"no changes\" on a converged lab); hyperv: the PowerShell scripts (--out writes NN-step.ps1 files and each node's seed)"},
+	"version":    {"version", "print lab's version"},
+	"help":       {"help [COMMAND]", "this text, or one command's"},
+}
 
-Providers: local (default: processes on 127.0.0.1, no root, no network), qemu, hyperv.`
+func summary() string {
+	var b strings.Builder
+	b.WriteString("lab: bring a calclab lab (one master, N slaves) up and down from lab.yaml.\n\nUsage: lab [flags] COMMAND [args] (flags go before or after the command)\n\nCommands:\n")
+	names := make([]string, 0, len(verbs))
+	for n := range verbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-28s %s\n", verbs[n].usage, verbs[n].help)
+	}
+	b.WriteString("\nProviders: local (default: processes on 127.0.0.1, no root, no network), qemu, hyperv.\n")
+	b.WriteString("Engines:   native (default: lab drives the provider itself), terraform, pulumi\n")
+	b.WriteString("           (the same resources through Terraform or Pulumi, state in the state dir).")
+	return b.String()
+}
 
 func main() { envflag.Exit("lab", run(os.Args[1:], os.Stdout)) }
 
-func run(args []string, out io.Writer) error {
+// globals are the flags every command takes.
+type globals struct {
+	file, provider, stateDir, binDir, engine string
+	version                                  bool
+}
+
+func globalFlags(g *globals) *flag.FlagSet {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	file := fs.String("file", "lab.yaml", "lab spec to read")
-	provider := fs.String("provider", "", "provider to use instead of the spec's: local, qemu, hyperv")
-	stateDir := fs.String("state-dir", ".lab", "directory of the lab's state, logs and data")
-	binDir := fs.String("bin-dir", "", "directory of the master and slave binaries (default: the lab binary's own)")
-	if err := envflag.Parse(fs, summary, args, os.Getenv); err != nil {
-		return err
+	fs.StringVar(&g.file, "file", "lab.yaml", "lab spec to read")
+	fs.StringVar(&g.provider, "provider", "", "provider to use instead of the spec's: "+strings.Join(spec.Providers, ", "))
+	fs.StringVar(&g.stateDir, "state-dir", ".lab", "directory of the lab's state, logs and data")
+	fs.StringVar(&g.binDir, "bin-dir", "", "directory of the master and slave binaries (default: the lab binary's own)")
+	fs.StringVar(&g.engine, "engine", "", "how the lab is built: "+strings.Join(engineNames(), ", ")+" (default: the one that brought the lab up, else native)")
+	fs.BoolVar(&g.version, "version", false, "print lab's version and exit")
+	return fs
+}
+
+func engineNames() []string {
+	names := []string{"native"}
+	for n := range engines {
+		names = append(names, n)
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return errors.New("missing command (up, down, status, logs, ssh, ssh-config, validate)")
-	}
-	s, err := spec.Load(*file)
-	if err != nil {
-		return err
-	}
-	// The provider that brought the lab up stays in charge until down, so
-	// `lab up --provider qemu` followed by `lab status` speaks to the VMs.
-	dirAbs, err := filepath.Abs(*stateDir)
-	if err != nil {
-		return err
-	}
-	providerFile := filepath.Join(dirAbs, "provider")
-	if *provider == "" {
-		if b, err := os.ReadFile(providerFile); err == nil {
-			*provider = strings.TrimSpace(string(b))
+	sort.Strings(names[1:])
+	return names
+}
+
+// splitArgs separates the global flags (wherever they are) from the
+// command and its own arguments; everything after "--" is the command's.
+func splitArgs(fs *flag.FlagSet, args []string) (global []string, cmd string, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
 		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if name == "h" || name == "help" {
+				global = append(global, a)
+				continue
+			}
+			if f := fs.Lookup(name); f != nil {
+				global = append(global, a)
+				if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && bf.IsBoolFlag()) && i+1 < len(args) {
+					global = append(global, args[i+1])
+					i++
+				}
+				continue
+			}
+		}
+		if cmd == "" && !strings.HasPrefix(a, "-") {
+			cmd = a
+			continue
+		}
+		rest = append(rest, a)
 	}
-	if *provider != "" && *provider != s.Provider {
-		s.Provider = *provider
-		if err := s.Validate(); err != nil {
+	return global, cmd, rest
+}
+
+func run(args []string, out io.Writer) error {
+	var g globals
+	fs := globalFlags(&g)
+	global, cmd, rest := splitArgs(fs, args)
+	fs.SetOutput(out)
+	if err := envflag.Parse(fs, summary(), global, os.Getenv); err != nil {
+		return err
+	}
+	if g.version || cmd == "version" {
+		fmt.Fprintln(out, versionLine())
+		return nil
+	}
+	switch cmd {
+	case "":
+		fs.Usage()
+		return errors.New("missing command (see the list above)")
+	case "help":
+		if len(rest) == 0 {
+			fs.Usage()
+			return nil
+		}
+		v, ok := verbs[rest[0]]
+		if !ok {
+			return unknownCommand(rest[0])
+		}
+		fmt.Fprintf(out, "Usage: lab [flags] %s\n\n%s\n\nFlags: see lab help\n", v.usage, v.help)
+		return nil
+	}
+	if _, ok := verbs[cmd]; !ok {
+		return unknownCommand(cmd)
+	}
+	if g.provider != "" && !contains(spec.Providers, g.provider) {
+		return fmt.Errorf("--provider %q: use one of %s", g.provider, strings.Join(spec.Providers, ", "))
+	}
+	if g.engine != "" && !contains(engineNames(), g.engine) {
+		return fmt.Errorf("--engine %q: use one of %s", g.engine, strings.Join(engineNames(), ", "))
+	}
+	c, err := newCLI(&g, cmd, out)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if c.eng != "native" {
+		if handled, err := c.runEngine(ctx, cmd, rest); handled {
 			return err
 		}
 	}
-	if *binDir == "" {
+	return c.runNative(ctx, cmd, rest)
+}
+
+func unknownCommand(cmd string) error {
+	names := make([]string, 0, len(verbs))
+	for n := range verbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("unknown command %q: use one of %s (lab help COMMAND)", cmd, strings.Join(names, ", "))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func versionLine() string {
+	v, rev := "(devel)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = " " + s.Value[:12]
+			}
+		}
+	}
+	return fmt.Sprintf("lab %s%s (%s %s/%s)", v, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// cli is one command's lab: its spec, state dir and engine.
+type cli struct {
+	g            *globals
+	spec         *spec.Lab
+	dir          string // absolute state dir
+	eng          string // native, terraform, pulumi
+	lab          *lab.Lab
+	drv          driver.Driver
+	out          io.Writer
+	providerFile string
+	engineFile   string
+}
+
+func newCLI(g *globals, cmd string, out io.Writer) (*cli, error) {
+	s, err := spec.Load(g.file)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(g.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &cli{g: g, spec: s, dir: dir, out: out, providerFile: filepath.Join(dir, "provider"), engineFile: filepath.Join(dir, "engine")}
+	// The provider and engine that brought the lab up stay in charge until
+	// down, so `lab up --provider qemu` followed by `lab status` speaks to
+	// the VMs.
+	provider := g.provider
+	if b, err := os.ReadFile(c.providerFile); err == nil {
+		was := strings.TrimSpace(string(b))
+		if provider != "" && provider != was && cmd != "validate" {
+			return nil, fmt.Errorf("the lab in %s runs on the %s provider: take it down first (lab down) or use another --state-dir", g.stateDir, was)
+		}
+		provider = was
+	}
+	c.eng = g.engine
+	if b, err := os.ReadFile(c.engineFile); err == nil {
+		was := strings.TrimSpace(string(b))
+		if c.eng != "" && c.eng != was && cmd != "validate" {
+			return nil, fmt.Errorf("the lab in %s is managed by the %s engine: mixing engines on one state dir is refused; take it down with `lab down` first, or use another --state-dir", g.stateDir, was)
+		}
+		c.eng = was
+	}
+	if c.eng == "" {
+		c.eng = "native"
+	}
+	if provider != "" && provider != s.Provider {
+		s.Provider = provider
+		if err := s.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if g.binDir == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("find binaries: %w (set --bin-dir)", err)
+			return nil, fmt.Errorf("find binaries: %w (set --bin-dir)", err)
 		}
-		*binDir = filepath.Dir(exe)
-	}
-	dir, err := filepath.Abs(*stateDir)
-	if err != nil {
-		return err
+		g.binDir = filepath.Dir(exe)
 	}
 	// Only the verbs that start services make a token; the others read it.
-	cmd, cargs := rest[0], rest[1:]
 	token := lab.ReadToken
 	if cmd == "up" || cmd == "deploy" || cmd == "plan" {
 		token = lab.EnsureToken
 	}
 	tokenFile, err := token(s, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	drv, err := newDriver(s.Provider, dir, *binDir)
-	if err != nil {
-		return err
+	if c.drv, err = newDriver(s.Provider, dir, g.binDir); err != nil {
+		return nil, err
 	}
-	l := &lab.Lab{Spec: s, Driver: drv, Out: out, LinuxBinDir: filepath.Join(*binDir, "linux-amd64"), StateDir: dir, TokenFile: tokenFile}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	c.lab = &lab.Lab{Spec: s, Driver: c.drv, Out: out, LinuxBinDir: filepath.Join(g.binDir, "linux-amd64"), StateDir: dir, TokenFile: tokenFile}
+	return c, nil
+}
 
+// remember records the provider and engine in charge of the state dir.
+func (c *cli) remember() error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.providerFile, []byte(c.spec.Provider+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(c.engineFile, []byte(c.eng+"\n"), 0o644)
+}
+
+// forget removes what remember wrote, and the state dir once it is empty.
+func (c *cli) forget() {
+	_ = os.Remove(c.providerFile)
+	_ = os.Remove(c.engineFile)
+	_ = os.Remove(c.dir) // only when empty
+}
+
+func (c *cli) runNative(ctx context.Context, cmd string, args []string) error {
+	l, s, out := c.lab, c.spec, c.out
 	switch cmd {
 	case "up":
-		return noArgs(cmd, cargs, func() error {
-			if err := os.MkdirAll(dirAbs, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(providerFile, []byte(s.Provider+"\n"), 0o644); err != nil {
+		return noArgs(cmd, args, func() error {
+			if err := c.remember(); err != nil {
 				return err
 			}
 			return l.Up(ctx)
 		})
 	case "down":
-		return noArgs(cmd, cargs, func() error {
+		return noArgs(cmd, args, func() error {
 			if err := l.Down(ctx); err != nil {
 				return err
 			}
-			_ = os.Remove(providerFile)
-			_ = os.Remove(dirAbs) // only when empty
+			c.forget()
 			return nil
 		})
 	case "status":
 		sf := flag.NewFlagSet("status", flag.ContinueOnError)
 		asJSON := sf.Bool("json", false, "print JSON instead of a table")
-		if err := sf.Parse(cargs); err != nil {
+		if err := parseVerb(sf, cmd, args, 0); err != nil {
 			return err
 		}
-		return l.Status(ctx, *asJSON)
+		bad, err := l.Status(ctx, *asJSON)
+		if err != nil {
+			return err
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("lab %s is not healthy: %s", s.Name, strings.Join(bad, ", "))
+		}
+		return nil
 	case "logs":
 		lf := flag.NewFlagSet("logs", flag.ContinueOnError)
 		follow := lf.Bool("f", false, "follow the log")
 		console := lf.Bool("console", false, "VM providers: the serial console instead of the service journal")
-		node, largs := firstArg(cargs)
-		if err := lf.Parse(largs); err != nil {
+		node, largs := firstArg(args)
+		if err := parseVerb(lf, cmd, largs, 1); err != nil {
 			return err
 		}
 		if node == "" {
@@ -156,7 +351,7 @@ func run(args []string, out io.Writer) error {
 		}
 		return l.Logs(ctx, node, *follow, out)
 	case "ssh":
-		node, sargs := firstArg(cargs)
+		node, sargs := firstArg(args)
 		if node == "" {
 			return fmt.Errorf("usage: lab ssh NODE [-- CMD...] (nodes: %v)", s.NodeNames())
 		}
@@ -165,36 +360,49 @@ func run(args []string, out io.Writer) error {
 		}
 		return l.SSH(ctx, node, sargs, os.Stdin, os.Stdout, os.Stderr)
 	case "ssh-config":
-		text, err := l.SSHConfig()
-		if err != nil {
-			return err
-		}
-		fmt.Fprint(out, text)
-		return nil
+		return noArgs(cmd, args, func() error {
+			text, err := l.SSHConfig()
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(out, text)
+			return nil
+		})
 	case "plan":
 		pf := flag.NewFlagSet("plan", flag.ContinueOnError)
 		outDir := pf.String("out", "", "write the plan's files to this directory")
-		if err := pf.Parse(cargs); err != nil {
+		if err := parseVerb(pf, cmd, args, 0); err != nil {
 			return err
 		}
-		if pf.NArg() > 0 {
-			return fmt.Errorf("plan takes no arguments, got %q", pf.Args())
+		if !c.drv.Info().Plan {
+			return fmt.Errorf("plan with the %s provider and the native engine: %w (use --provider hyperv, or --engine %s)", c.drv.Info().Name, driver.ErrUnsupported, strings.Join(engineNames()[1:], "|"))
 		}
-		if !drv.Info().Plan {
-			return fmt.Errorf("plan with the %s provider: %w (use --provider hyperv)", drv.Info().Name, driver.ErrUnsupported)
-		}
-		return drv.Plan(ctx, s, out, *outDir)
+		return c.drv.Plan(ctx, s, out, *outDir)
 	case "deploy":
-		return noArgs(cmd, cargs, func() error { return l.Deploy(ctx) })
+		return noArgs(cmd, args, func() error { return l.Deploy(ctx) })
 	case "validate":
-		fmt.Fprintf(out, "%s: ok: lab %s, provider %s, network %s\n", s.File, s.Name, s.Provider, s.Network.CIDR)
-		for _, n := range s.Nodes {
-			fmt.Fprintf(out, "  %-10s %-7s %-15s local %s\n", n.Name, n.Role, n.IP, local.URL(s, n))
-		}
-		return nil
-	default:
-		return fmt.Errorf("unknown command %q (see lab --help)", cmd)
+		return noArgs(cmd, args, func() error {
+			fmt.Fprintf(out, "%s: ok: lab %s, provider %s, engine %s, network %s\n", s.File, s.Name, s.Provider, c.eng, s.Network.CIDR)
+			for _, n := range s.Nodes {
+				fmt.Fprintf(out, "  %-10s %-7s %-15s local %s\n", n.Name, n.Role, n.IP, local.URL(s, n))
+			}
+			return nil
+		})
 	}
+	return unknownCommand(cmd)
+}
+
+// parseVerb parses a command's own flags and allows at most maxArgs
+// positional arguments.
+func parseVerb(fs *flag.FlagSet, cmd string, args []string, maxArgs int) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %w (lab help %s)", cmd, err, cmd)
+	}
+	if fs.NArg() > maxArgs {
+		return fmt.Errorf("%s: unexpected argument %q (lab help %s)", cmd, fs.Arg(maxArgs), cmd)
+	}
+	return nil
 }
 
 func firstArg(args []string) (string, []string) {
@@ -206,7 +414,11 @@ func firstArg(args []string) (string, []string) {
 
 func noArgs(cmd string, args []string, fn func() error) error {
 	if len(args) > 0 {
-		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
+		hint := ""
+		if strings.HasSuffix(args[0], ".yaml") || strings.HasSuffix(args[0], ".yml") {
+			hint = fmt.Sprintf(" (a lab spec is given with --file %s)", args[0])
+		}
+		return fmt.Errorf("%s takes no arguments, got %q%s", cmd, args, hint)
 	}
 	return fn()
 }

@@ -84,7 +84,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(l.Out, "lab %s is up in %s\n\n", l.Spec.Name, time.Since(start).Round(time.Millisecond))
-	if err := l.Status(ctx, false); err != nil {
+	if _, err := l.Status(ctx, false); err != nil {
 		return err
 	}
 	m := l.nodeURL(ctx, spec.RoleMaster)
@@ -228,16 +228,22 @@ func (l *Lab) Nodes(ctx context.Context) ([]NodeStatus, error) {
 	return out, nil
 }
 
-// Status prints a table of the nodes (or JSON).
-func (l *Lab) Status(ctx context.Context, asJSON bool) error {
+// Status prints a table of the nodes (or JSON) and returns the nodes
+// whose health is not "ok" ("slave-2 stopped").
+func (l *Lab) Status(ctx context.Context, asJSON bool) (unhealthy []string, err error) {
 	rows, err := l.Nodes(ctx)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	for _, r := range rows {
+		if r.Health != "ok" {
+			unhealthy = append(unhealthy, r.Node+" "+r.Health)
+		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(l.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return unhealthy, enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(l.Out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tPID\tADDRESS\tHEALTH\tIN-FLIGHT\tTASKS DONE")
@@ -249,12 +255,12 @@ func (l *Lab) Status(ctx context.Context, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Node, r.Role, pid, strings.TrimPrefix(r.Address, "http://"), r.Health, r.InFlight, r.TasksDone)
 	}
 	if err := tw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	if l.TokenFile != "" {
 		fmt.Fprintf(l.Out, "\ntoken: generated for this lab, in %s (slaves and newman use it)\n", l.TokenFile)
 	}
-	return nil
+	return unhealthy, nil
 }
 
 // Logs writes a node's service log: the journal of its calclab unit on a

@@ -77,8 +77,8 @@ func TestLocalLabUpStatusLogsDown(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := l.Status(ctx, true); err != nil {
-		t.Fatal(err)
+	if bad, err := l.Status(ctx, true); err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
 	}
 	var rows []lab.NodeStatus
 	if err := json.Unmarshal(out.Bytes(), &rows); err != nil || len(rows) != 3 {

@@ -130,7 +130,7 @@ func TestEngineLocalCycle(t *testing.T) {
 	res.Body.Close()
 
 	out.Reset()
-	changes, err := eng.Plan(ctx)
+	changes, err := eng.Changes(ctx)
 	if err != nil {
 		t.Fatalf("plan: %v\n%s", err, out.String())
 	}
@@ -150,7 +150,7 @@ func TestEngineLocalCycle(t *testing.T) {
 	more := append(ports, freePorts(t, 1)...)
 	eng.Spec = localLab(t, dir, more, 3)
 	out.Reset()
-	changes, err = eng.Plan(ctx)
+	changes, err = eng.Changes(ctx)
 	if err != nil {
 		t.Fatalf("plan with a third slave: %v\n%s", err, out.String())
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
 
+	"github.com/calclab/calclab/infra/engine"
 	"github.com/calclab/calclab/infra/spec"
 )
 
@@ -64,6 +65,11 @@ type Engine struct {
 	// Out receives Terraform's own progress and the engine's summaries.
 	Out io.Writer
 }
+
+// Name is "terraform".
+func (e *Engine) Name() string { return "terraform" }
+
+var _ engine.Engine = (*Engine)(nil)
 
 // Dir is the Terraform working directory.
 func (e *Engine) Dir() string { return filepath.Join(e.StateDir, "terraform") }
@@ -285,7 +291,13 @@ type Change struct {
 
 // Plan runs init and plan and prints what up would change; on a lab that
 // matches lab.yaml its last line says "no changes".
-func (e *Engine) Plan(ctx context.Context) ([]Change, error) {
+func (e *Engine) Plan(ctx context.Context) (int, error) {
+	changes, err := e.Changes(ctx)
+	return len(changes), err
+}
+
+// Changes is Plan returning the changes themselves.
+func (e *Engine) Changes(ctx context.Context) ([]Change, error) {
 	tf, err := e.prepare(ctx)
 	if err != nil {
 		return nil, err
@@ -412,20 +424,10 @@ func (e *Engine) Down(ctx context.Context) error {
 }
 
 // NodeOutput is one node in the outputs.
-type NodeOutput struct {
-	Name    string `json:"name"`
-	Role    string `json:"role"`
-	Address string `json:"address"`
-	URL     string `json:"url"`
-	SSHHost string `json:"ssh_host"`
-	SSHPort int    `json:"ssh_port"`
-}
+type NodeOutput = engine.NodeOutput
 
 // Outputs are the configuration's outputs.
-type Outputs struct {
-	MasterURL string                `json:"master_url"`
-	Nodes     map[string]NodeOutput `json:"nodes"`
-}
+type Outputs = engine.Outputs
 
 // Outputs reads the outputs of the last apply (no init, no refresh).
 func (e *Engine) Outputs(ctx context.Context) (Outputs, error) {

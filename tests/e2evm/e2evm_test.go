@@ -341,10 +341,16 @@ type nodeStatus struct {
 
 func (e *e2e) status() map[string]nodeStatus {
 	e.t.Helper()
-	out := e.run(time.Minute, false, "status", "--json")
+	// lab status exits 1 when a node is not ok (as when a VM was killed)
+	// and still prints every node.
+	out, err := e.command(e.ctx, time.Minute, false, e.lab, e.labArgs("status", "--json")...)
+	// (stdout and stderr are one stream here: the JSON ends at its last ']')
+	if i := strings.LastIndex(out, "]"); i >= 0 {
+		out = out[:i+1]
+	}
 	var rows []nodeStatus
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		e.t.Fatalf("lab status --json: %v:\n%s", err, out)
+	if jerr := json.Unmarshal([]byte(out), &rows); jerr != nil {
+		e.t.Fatalf("lab status --json: %v (%v):\n%s", jerr, err, out)
 	}
 	m := map[string]nodeStatus{}
 	for _, r := range rows {
