@@ -26,6 +26,7 @@ func (c *cli) runEngine(ctx context.Context, cmd string, args []string) (handled
 			}
 			o, err := e.Up(ctx)
 			if err != nil {
+				c.lab.ExplainFailure(ctx, c.out)
 				return fmt.Errorf("lab up --engine %s: %w (the engine's state is kept: fix the cause and run lab up again, or lab down)", c.eng, err)
 			}
 			fmt.Fprintln(c.out)

@@ -43,6 +43,12 @@ var verbs = map[string]verb{
 	"validate":   {"validate", "check lab.yaml (and the flags) and print the nodes"},
 	"plan":       {"plan [--out DIR]", "what up would do, doing nothing: the engines' preview (ends in \"no changes\" on a converged lab); hyperv: the PowerShell scripts (--out writes NN-step.ps1 files and each node's seed)"},
 	"version":    {"version", "print lab's version"},
+	"info":       {"info NODE [--json]", "one node: role, address, pid or VM, health, log, SSH target, its service's settings"},
+	"exec":       {"exec NODE -- CMD [ARGS...]", "run a command on a node: over SSH on a VM; local: in the node's directory with its service's environment"},
+	"start":      {"start NODE", "start one stopped node (and the master, which slaves need) and wait until it is ready"},
+	"stop":       {"stop NODE", "stop one node, keeping its files (lab start NODE brings it back)"},
+	"restart":    {"restart NODE", "stop and start one node"},
+	"completion": {"completion bash|zsh|fish", "shell completion script: source <(lab completion bash)"},
 	"help":       {"help [COMMAND]", "this text, or one command's"},
 }
 
@@ -152,7 +158,10 @@ func run(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "Usage: lab [flags] %s\n\n%s\n\nFlags: see lab help\n", v.usage, v.help)
 		return nil
 	}
-	if _, ok := verbs[cmd]; !ok {
+	if cmd == "completion" {
+		return completion(out, rest)
+	}
+	if _, ok := verbs[cmd]; !ok && cmd != completeNodes {
 		return unknownCommand(cmd)
 	}
 	if g.provider != "" && !contains(spec.Providers, g.provider) {
@@ -176,12 +185,16 @@ func run(args []string, out io.Writer) error {
 }
 
 func unknownCommand(cmd string) error {
+	return fmt.Errorf("unknown command %q: use one of %s (lab help COMMAND)", cmd, strings.Join(verbNames(), ", "))
+}
+
+func verbNames() []string {
 	names := make([]string, 0, len(verbs))
 	for n := range verbs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return fmt.Errorf("unknown command %q: use one of %s (lab help COMMAND)", cmd, strings.Join(names, ", "))
+	return names
 }
 
 func contains(list []string, s string) bool {
@@ -308,7 +321,11 @@ func (c *cli) runNative(ctx context.Context, cmd string, args []string) error {
 			if err := c.remember(); err != nil {
 				return err
 			}
-			return l.Up(ctx)
+			if err := l.Up(ctx); err != nil {
+				l.ExplainFailure(ctx, out)
+				return err
+			}
+			return nil
 		})
 	case "down":
 		return noArgs(cmd, args, func() error {
@@ -380,6 +397,37 @@ func (c *cli) runNative(ctx context.Context, cmd string, args []string) error {
 		return c.drv.Plan(ctx, s, out, *outDir)
 	case "deploy":
 		return noArgs(cmd, args, func() error { return l.Deploy(ctx) })
+	case "info":
+		f := flag.NewFlagSet("info", flag.ContinueOnError)
+		asJSON := f.Bool("json", false, "print JSON")
+		node, err := nodeArg(f, cmd, args)
+		if err != nil {
+			return err
+		}
+		return l.PrintInfo(ctx, node, *asJSON)
+	case "start", "stop", "restart":
+		node, err := nodeArg(flag.NewFlagSet(cmd, flag.ContinueOnError), cmd, args)
+		if err != nil {
+			return err
+		}
+		switch cmd {
+		case "start":
+			return l.Start(ctx, node)
+		case "stop":
+			return l.Stop(ctx, node)
+		}
+		return l.Restart(ctx, node)
+	case "exec":
+		node, xargs := firstArg(args)
+		if node == "" || len(xargs) < 2 || xargs[0] != "--" {
+			return fmt.Errorf("usage: lab exec NODE -- CMD [ARGS...] (nodes: %s)", strings.Join(s.NodeNames(), ", "))
+		}
+		return l.Exec(ctx, node, xargs[1:], os.Stdin, os.Stdout, os.Stderr)
+	case completeNodes:
+		for _, n := range s.NodeNames() {
+			fmt.Fprintln(out, n)
+		}
+		return nil
 	case "validate":
 		return noArgs(cmd, args, func() error {
 			fmt.Fprintf(out, "%s: ok: lab %s, provider %s, engine %s, network %s\n", s.File, s.Name, s.Provider, c.eng, s.Network.CIDR)
@@ -390,6 +438,23 @@ func (c *cli) runNative(ctx context.Context, cmd string, args []string) error {
 		})
 	}
 	return unknownCommand(cmd)
+}
+
+// nodeArg parses a command that takes one NODE (flags before or after it).
+func nodeArg(fs *flag.FlagSet, cmd string, args []string) (string, error) {
+	node, rest := firstArg(args)
+	if err := parseVerb(fs, cmd, rest, 1); err != nil {
+		return "", err
+	}
+	if node == "" {
+		node = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", fmt.Errorf("%s: unexpected argument %q (lab help %s)", cmd, fs.Arg(0), cmd)
+	}
+	if node == "" {
+		return "", fmt.Errorf("usage: lab %s", verbs[cmd].usage)
+	}
+	return node, nil
 }
 
 // parseVerb parses a command's own flags and allows at most maxArgs

@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,28 +198,7 @@ func TestTerraformEngineThroughLab(t *testing.T) {
 	if _, err := terraform.FindTerraform(context.Background()); err != nil {
 		t.Skipf("%v (make tools builds it)", err)
 	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "../master", "../slave", "../terraform-provider-calclab")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := t.TempDir()
-	ports := freePorts(t, 3)
-	lab := fmt.Sprintf("name: tfcli\nprovider: local\nservices: {master_port: %d, slave_port: %d}\nnodes:\n"+
-		"  - {name: master, role: master, ip: 192.168.56.10, local_port: %d}\n"+
-		"  - {name: slave-1, role: slave, ip: 192.168.56.11, local_port: %d}\n"+
-		"  - {name: slave-2, role: slave, ip: 192.168.56.12, local_port: %d}\n", ports[0], ports[1], ports[0], ports[1], ports[2])
-	file := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(file, []byte(lab), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, ".lab")
-	labCmd := func(args ...string) (string, error) {
-		var out bytes.Buffer
-		err := run(append([]string{"--file", file, "--state-dir", state, "--bin-dir", bin}, args...), &out)
-		return out.String(), err
-	}
-	t.Cleanup(func() { _, _ = labCmd("down") })
+	ports, state, labCmd := localLab(t, "tfcli")
 
 	if out, err := labCmd("up", "--engine", "terraform"); err != nil {
 		t.Fatalf("lab up --engine terraform: %v\n%s", err, out)
@@ -241,6 +224,182 @@ func TestTerraformEngineThroughLab(t *testing.T) {
 			c.Close()
 			t.Errorf("port %d still answers after lab down", p)
 		}
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds master, slave and the terraform provider once per run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "calclab-lab-bin"); buildErr != nil {
+			return
+		}
+		build := exec.Command("go", "build", "-o", binDir+"/", "../master", "../slave", "../terraform-provider-calclab")
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// localLab writes a three-node local lab.yaml on free ports and returns
+// its ports, state dir and a function running lab on it (lab down at the
+// end of the test).
+func localLab(t *testing.T, name string) ([]int, string, func(...string) (string, error)) {
+	t.Helper()
+	bin := binaries(t)
+	dir := t.TempDir()
+	ports := freePorts(t, 3)
+	lab := fmt.Sprintf("name: %s\nprovider: local\nservices: {master_port: %d, slave_port: %d}\nnodes:\n"+
+		"  - {name: master, role: master, ip: 192.168.56.10, local_port: %d}\n"+
+		"  - {name: slave-1, role: slave, ip: 192.168.56.11, local_port: %d}\n"+
+		"  - {name: slave-2, role: slave, ip: 192.168.56.12, local_port: %d}\n", name, ports[0], ports[1], ports[0], ports[1], ports[2])
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, []byte(lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, ".lab")
+	labCmd := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(append([]string{"--file", file, "--state-dir", state, "--bin-dir", bin}, args...), &out)
+		return out.String(), err
+	}
+	t.Cleanup(func() { _, _ = labCmd("down") })
+	return ports, state, labCmd
+}
+
+// TestNodeVerbs: the verbs Vagrant, Lima and Multipass users reach for,
+// on a real local lab: info, exec, stop (status then fails and names the
+// node), start brings only that node back, restart, and a failed up that
+// shows the failing node's log and says what to do.
+func TestNodeVerbs(t *testing.T) {
+	ports, state, lab := localLab(t, "verbs")
+	if out, err := lab("up"); err != nil {
+		t.Fatalf("lab up: %v\n%s", err, out)
+	}
+	out, err := lab("info", "slave-1", "--json")
+	var info struct {
+		Node, Role, Health, URL string
+		PID                     int
+		Settings                []string
+	}
+	if err != nil || json.Unmarshal([]byte(out), &info) != nil || info.Health != "ok" || info.PID == 0 ||
+		!slices.Contains(info.Settings, fmt.Sprintf("CALCLAB_MASTER=http://127.0.0.1:%d", ports[0])) {
+		t.Fatalf("lab info slave-1 --json: %v\n%s", err, out)
+	}
+	for _, s := range info.Settings {
+		if strings.HasPrefix(s, "CALCLAB_TOKEN=") {
+			t.Fatalf("lab info shows the token: %s", s)
+		}
+	}
+	// exec runs in the node's directory with its service's settings.
+	script := filepath.Join(t.TempDir(), "env.out")
+	if _, err := lab("exec", "slave-2", "--", "sh", "-c", "pwd > "+script+"; echo $CALCLAB_ID >> "+script); err != nil {
+		t.Fatalf("lab exec: %v", err)
+	}
+	got, _ := os.ReadFile(script)
+	if want := filepath.Join(state, "slave-2") + "\nslave-2\n"; string(got) != want {
+		t.Fatalf("lab exec saw %q, want %q", got, want)
+	}
+	if _, err := lab("exec", "slave-2"); err == nil || !strings.Contains(err.Error(), "usage: lab exec NODE -- CMD") {
+		t.Fatalf("exec without a command: %v", err)
+	}
+
+	if out, err := lab("stop", "slave-2"); err != nil {
+		t.Fatalf("lab stop slave-2: %v\n%s", err, out)
+	}
+	out, err = lab("status")
+	if err == nil || !strings.Contains(err.Error(), "slave-2 stopped") {
+		t.Fatalf("status with slave-2 stopped: %v\n%s", err, out)
+	}
+	before, _ := lab("info", "slave-1", "--json")
+	if out, err := lab("start", "slave-2"); err != nil || !strings.Contains(out, "1 of 1 slaves registered") {
+		t.Fatalf("lab start slave-2: %v\n%s", err, out)
+	}
+	after, _ := lab("info", "slave-1", "--json")
+	if pid(before) != pid(after) {
+		t.Fatalf("start slave-2 restarted slave-1 (pid %d -> %d)", pid(before), pid(after))
+	}
+	if out, err := lab("status"); err != nil {
+		t.Fatalf("status after start: %v\n%s", err, out)
+	}
+	if out, err := lab("restart", "slave-1"); err != nil {
+		t.Fatalf("lab restart slave-1: %v\n%s", err, out)
+	}
+	if again, _ := lab("info", "slave-1", "--json"); pid(again) == pid(after) || pid(again) == 0 {
+		t.Fatalf("restart kept pid %d", pid(again))
+	}
+	if _, err := lab("stop", "slave-9"); err == nil || !strings.Contains(err.Error(), `no node "slave-9"`) {
+		t.Fatalf("stop of an unknown node: %v", err)
+	}
+
+	// A failed up names the node, shows its log's last lines and says
+	// what to do: slave-2's port is taken while it is stopped.
+	if _, err := lab("stop", "slave-2"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out, err = lab("up")
+	t.Logf("failed up:\n%s\n%v", out, err)
+	if err == nil || !strings.Contains(out, "the last lines of its log (lab logs slave-2)") || !strings.Contains(out, "lab down") {
+		t.Fatalf("up with slave-2's port taken: %v\n%s", err, out)
+	}
+}
+
+func pid(infoJSON string) int {
+	var v struct{ PID int }
+	_ = json.Unmarshal([]byte(infoJSON), &v)
+	return v.PID
+}
+
+// TestCompletion: the bash and zsh scripts are valid shell, fish's lists
+// every command, and the hidden node lister prints lab.yaml's nodes.
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		var out bytes.Buffer
+		if err := run([]string{"completion", sh}, &out); err != nil {
+			t.Fatalf("completion %s: %v", sh, err)
+		}
+		for _, v := range verbNames() {
+			if !strings.Contains(out.String(), v) {
+				t.Errorf("completion %s lacks %s", sh, v)
+			}
+		}
+		if sh == "bash" {
+			check := exec.Command("bash", "-n")
+			check.Stdin = &out
+			if msg, err := check.CombinedOutput(); err != nil {
+				t.Fatalf("bash -n on the bash completion: %v\n%s", err, msg)
+			}
+		}
+	}
+	if err := run([]string{"completion", "tcsh"}, io.Discard); err == nil || !strings.Contains(err.Error(), "use bash, zsh or fish") {
+		t.Fatalf("completion tcsh: %v", err)
+	}
+	var out bytes.Buffer
+	if err := run([]string{"--file", filepath.Join("..", "..", "lab.yaml"), "--state-dir", t.TempDir(), completeNodes}, &out); err != nil || out.String() != "master\nslave-1\nslave-2\n" {
+		t.Fatalf("__nodes: %v %q", err, out.String())
 	}
 }
 

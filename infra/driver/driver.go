@@ -115,6 +115,11 @@ type Driver interface {
 	// with outDir set, a driver whose plan is scripts (hyperv) also writes
 	// one file per step there. Info.Plan says whether it works.
 	Plan(ctx context.Context, lab *spec.Lab, w io.Writer, outDir string) error
+	// ServiceEnv is where and with which settings a node's service runs
+	// on this machine, for drivers that are not Remote (local): its
+	// working directory and its settings as environment variables
+	// (spec.Settings.Env). lab exec runs commands there.
+	ServiceEnv(lab *spec.Lab, node string) (dir string, env map[string]string, err error)
 }
 
 // Unsupported answers ErrUnsupported for the optional methods; embed it
@@ -129,6 +134,11 @@ func (Unsupported) Console(context.Context, *spec.Lab, string, bool, io.Writer) 
 // SSHTarget implements Driver.
 func (Unsupported) SSHTarget(*spec.Lab, string) (sshkeys.Target, error) {
 	return sshkeys.Target{}, ErrUnsupported
+}
+
+// ServiceEnv implements Driver.
+func (Unsupported) ServiceEnv(*spec.Lab, string) (string, map[string]string, error) {
+	return "", nil, ErrUnsupported
 }
 
 // Plan implements Driver.

@@ -499,6 +499,11 @@ func (d *Driver) Logs(ctx context.Context, lab *spec.Lab, node string, follow bo
 	return deploy.Journal(ctx, t, n.Role, follow, w)
 }
 
+// ServiceEnv implements driver.Driver: Hyper-V nodes are reached over SSH.
+func (d *Driver) ServiceEnv(*spec.Lab, string) (string, map[string]string, error) {
+	return "", nil, driver.ErrUnsupported
+}
+
 // Console implements driver.Driver: Hyper-V keeps no serial log of a
 // VM (see vmconnect, or Hyper-V Manager's console).
 func (d *Driver) Console(context.Context, *spec.Lab, string, bool, io.Writer) error {

@@ -90,6 +90,20 @@ func (d *Driver) Placement(lab *spec.Lab, n spec.Node) spec.Placement {
 	return p
 }
 
+// ServiceEnv implements driver.Driver: the node's directory under the
+// state dir and its settings as CALCLAB_ variables.
+func (d *Driver) ServiceEnv(lab *spec.Lab, node string) (string, map[string]string, error) {
+	n, ok := lab.Node(node)
+	if !ok {
+		return "", nil, fmt.Errorf("no node %q in %s (nodes: %s)", node, lab.File, strings.Join(lab.NodeNames(), ", "))
+	}
+	s, err := lab.Settings(n, d.Placement(lab, n))
+	if err != nil {
+		return "", nil, err
+	}
+	return filepath.Join(d.Dir, n.Name), s.Env(), nil
+}
+
 func (d *Driver) args(lab *spec.Lab, n spec.Node) (string, []string, error) {
 	s, err := lab.Settings(n, d.Placement(lab, n))
 	if err != nil {
