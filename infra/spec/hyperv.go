@@ -95,7 +95,7 @@ func (l *Lab) validateHyperV() error {
 		return l.fail("hyperv.user", "%q is not a Windows user name", h.User)
 	}
 	if h.Port < 1 || h.Port > 65535 {
-		return l.fail("hyperv.port", "%d is not a TCP port", h.Port)
+		return l.fail("hyperv.port", "%d is not a TCP port; use 1 to 65535 (leave it out for 22)", h.Port)
 	}
 	if !winDir.MatchString(h.Dir) || strings.Contains(h.Dir, `\\`) || strings.Contains(h.Dir, `\.`) {
 		return l.fail("hyperv.dir", "%q is not an absolute Windows folder such as %s", h.Dir, DefaultHyperVDir)

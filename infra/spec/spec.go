@@ -4,14 +4,17 @@ package spec
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/balancer"
 )
 
 // Roles of a node.
@@ -107,20 +110,20 @@ func Load(path string) (*Lab, error) {
 func Parse(data []byte, file string) (*Lab, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, yamlError(file, err)
 	}
 	lab := &Lab{File: file, lines: map[string]int{}}
 	if len(root.Content) == 0 {
 		return nil, &Error{File: file, Msg: "the file is empty"}
 	}
+	// Unknown fields and values of the wrong kind, in plain words.
+	if err := checkShape(file, &root, reflect.TypeFor[Lab](), ""); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(lab); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) && len(te.Errors) > 0 {
-			return nil, &Error{File: file, Msg: strings.Join(te.Errors, "; ")}
-		}
-		return nil, &Error{File: file, Msg: err.Error()}
+		return nil, yamlError(file, err)
 	}
 	recordLines(root.Content[0], "", lab.lines)
 	lab.applyDefaults()
@@ -231,7 +234,7 @@ func (l *Lab) Validate() error {
 		return l.fail("name", "%q must be lower-case letters, digits and dashes, starting with a letter", l.Name)
 	}
 	if !contains(Providers, l.Provider) {
-		return l.fail("provider", "%q is not one of %v", l.Provider, Providers)
+		return l.fail("provider", "%q is not one of %s", l.Provider, strings.Join(Providers, ", "))
 	}
 	cidr, err := netip.ParsePrefix(l.Network.CIDR)
 	if err != nil || !cidr.Addr().Is4() {
@@ -251,8 +254,15 @@ func (l *Lab) Validate() error {
 		v     int
 	}{{"services.master_port", l.Services.MasterPort}, {"services.slave_port", l.Services.SlavePort}} {
 		if p.v < 1 || p.v > 65535 {
-			return l.fail(p.field, "%d is not a TCP port", p.v)
+			return l.fail(p.field, "%d is not a TCP port; use 1 to 65535", p.v)
 		}
+	}
+	// What the services themselves refuse at start (cmd/master, cmd/slave).
+	if _, err := balancer.New(l.Services.Policy); err != nil {
+		return l.fail("services.policy", "%q is not a balancing policy; use one of %s", l.Services.Policy, strings.Join(balancer.Names(), ", "))
+	}
+	if err := api.CheckToken(l.Services.Token); err != nil {
+		return l.fail("services.token", "the token %v", err)
 	}
 	lh, err := netip.ParseAddr(l.Services.LocalHost)
 	if err != nil || !lh.IsLoopback() {
@@ -300,7 +310,7 @@ func (l *Lab) Validate() error {
 		}
 		ips[n.IP] = n.Name
 		if n.LocalPort < 1 || n.LocalPort > 65535 {
-			return l.fail(f+".local_port", "%d is not a TCP port", n.LocalPort)
+			return l.fail(f+".local_port", "%d is not a TCP port; use 1 to 65535 (without local_port: the service's port, plus the slave's index)", n.LocalPort)
 		}
 		if other, dup := ports[n.LocalPort]; dup {
 			return l.fail(f+".local_port", "port %d is already used by %s", n.LocalPort, other)
@@ -311,6 +321,9 @@ func (l *Lab) Validate() error {
 		}
 		if n.Memory < 256 {
 			return l.fail(f+".memory_mb", "%d MiB is too little; at least 256", n.Memory)
+		}
+		if n.Disk < 0 {
+			return l.fail(f+".disk_gb", "%d must be at least 1 (leave it out for 4)", n.Disk)
 		}
 	}
 	if masters != 1 {

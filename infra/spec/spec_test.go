@@ -85,7 +85,7 @@ func TestValidationErrorsNameLineAndField(t *testing.T) {
 		}, "exactly one master node, found 2", "lab.yaml:6:"},
 		{"unknown field", func(s string) string {
 			return strings.Replace(s, "    ip: 192.168.56.10", "    ip: 192.168.56.10\n    ram: 4", 1)
-		}, "field ram not found", "lab.yaml"},
+		}, "nodes[0].ram: unknown field; the fields in nodes[0] are name, role, ip, cpus, memory_mb", "lab.yaml:10:"},
 		{"bad name", func(s string) string { return strings.Replace(s, "name: slave-2", "name: Slave_2", 1) }, "lower-case", "lab.yaml:13:"},
 		{"not yaml", func(string) string { return "nodes: [" }, "lab.yaml", "lab.yaml"},
 		{"empty", func(string) string { return "" }, "empty", "lab.yaml"},
@@ -100,6 +100,103 @@ func TestValidationErrorsNameLineAndField(t *testing.T) {
 				t.Fatalf("error %q, want it to start with %q and mention %q", err, tc.wantLen, tc.want)
 			}
 		})
+	}
+}
+
+// goInternals are words of Go's and yaml's own error texts that must not
+// reach a lab user.
+var goInternals = []string{"netip.", "ParsePrefix", "ParseAddr", "!!", "unmarshal", "spec.", "type ", "strconv"}
+
+// TestValidateChecksWhatTheServicesNeed: what `lab up` would only find
+// out when a service refuses to start (or a slave is never let in) is a
+// validation error, in the form file:line: field: what is wrong and what
+// is allowed, with no Go internals; so are YAML values of the wrong type
+// and unknown fields.
+func TestValidateChecksWhatTheServicesNeed(t *testing.T) {
+	const base = `name: calclab
+network: {cidr: 192.168.56.0/24}
+services:
+  master_port: 5000
+  policy: least-conn
+  token: ""
+nodes:
+  - name: master
+    role: master
+    ip: 192.168.56.10
+    cpus: 1
+  - name: slave-1
+    role: slave
+    ip: 192.168.56.11
+`
+	tests := []struct {
+		name, old, new string
+		want           string // the whole error
+	}{
+		{"policy the master does not have", "policy: least-conn", "policy: fastest",
+			`lab.yaml:5: services.policy: "fastest" is not a balancing policy; use one of least-conn, round-robin, p2c, consistent-hash`},
+		{"token with a space", `token: ""`, `token: "my token"`,
+			`lab.yaml:6: services.token: the token has the character ' '; use letters, digits, - . _ ~ + / (and = at the end)`},
+		{"token with a newline", `token: ""`, `token: "a\nb"`,
+			`lab.yaml:6: services.token: the token has the character '\n'; use letters, digits, - . _ ~ + / (and = at the end)`},
+		{"port out of range", "master_port: 5000", "master_port: 70000",
+			"lab.yaml:4: services.master_port: 70000 is not a TCP port; use 1 to 65535"},
+		{"port not a number", "master_port: 5000", "master_port: http",
+			`lab.yaml:4: services.master_port: got "http"; it must be a whole number`},
+		{"cpus not a number", "cpus: 1", "cpus: two",
+			`lab.yaml:11: nodes[0].cpus: got "two"; it must be a whole number`},
+		{"cpus a fraction", "cpus: 1", "cpus: 1.5",
+			`lab.yaml:11: nodes[0].cpus: got "1.5"; it must be a whole number`},
+		{"unknown node field", "cpus: 1", "cpu: 1",
+			"lab.yaml:11: nodes[0].cpu: unknown field; the fields in nodes[0] are name, role, ip, cpus, memory_mb, disk_gb, image, local_port"},
+		{"unknown top-level field", "name: calclab", "nmae: calclab",
+			"lab.yaml:1: nmae: unknown field; the fields here are name, provider, network, ssh_user, services, nodes, hyperv"},
+		{"network not a mapping", "network: {cidr: 192.168.56.0/24}", "network: 192.168.56.0/24",
+			`lab.yaml:2: network: got "192.168.56.0/24"; it must be a mapping of these fields: name, cidr, gateway`},
+		{"nodes not a list", "nodes:\n", "nodes: none\nmore:\n",
+			`lab.yaml:7: nodes: got "none"; it must be a list`},
+		{"cidr not one value", "cidr: 192.168.56.0/24", "cidr: [192.168.56.0/24]",
+			"lab.yaml:2: network.cidr: got a list; it must be a single value (quote it if it holds special characters)"},
+		{"a field twice", "    cpus: 1\n", "    cpus: 1\n    cpus: 2\n",
+			"lab.yaml:12: nodes[0].cpus: set twice (first on line 11); keep one"},
+		{"cidr not a network", "cidr: 192.168.56.0/24", "cidr: 192.168.56.0",
+			`lab.yaml:2: network.cidr: "192.168.56.0" is not an IPv4 network such as 192.168.56.0/24`},
+		{"disk below 1", "cpus: 1", "cpus: 1\n    disk_gb: -1",
+			"lab.yaml:12: nodes[0].disk_gb: -1 must be at least 1 (leave it out for 4)"},
+		{"not yaml", "nodes:", "nodes: [",
+			"lab.yaml:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.old) {
+				t.Fatalf("test spec has no %q", tc.old)
+			}
+			_, err := Parse([]byte(strings.Replace(base, tc.old, tc.new, 1)), "lab.yaml")
+			if err == nil {
+				t.Fatal("invalid spec accepted")
+			}
+			if tc.want == "lab.yaml:" {
+				if !strings.HasPrefix(err.Error(), "lab.yaml:") || strings.Count(err.Error(), "\n") > 0 {
+					t.Errorf("error %q: want one line starting with lab.yaml:<line>", err)
+				}
+			} else if err.Error() != tc.want {
+				t.Errorf("error\n %s\nwant\n %s", err, tc.want)
+			}
+			for _, w := range goInternals {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q shows Go internals (%q)", err, w)
+				}
+			}
+		})
+	}
+	// Every policy the master has passes, in any case, as the master
+	// accepts it.
+	for _, p := range []string{"least-conn", "round-robin", "p2c", "consistent-hash", "P2C"} {
+		if _, err := Parse([]byte(strings.Replace(base, "policy: least-conn", "policy: "+p, 1)), "lab.yaml"); err != nil {
+			t.Errorf("policy %s: %v", p, err)
+		}
+	}
+	if _, err := Parse([]byte(strings.Replace(base, `token: ""`, "token: abc-DEF_0.9~+/==", 1)), "lab.yaml"); err != nil {
+		t.Errorf("a token of token characters: %v", err)
 	}
 }
 
