@@ -2,8 +2,9 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 PROVIDER ?=
+ENGINE   ?=
 NODE     ?=
-LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER))
+LAB      := $(BIN)/lab --file lab.yaml $(if $(PROVIDER),--provider $(PROVIDER)) $(if $(ENGINE),--engine $(ENGINE))
 GOFLAGS_BUILD := -trimpath
 # The services are built with Go's SIMD experiment: the Mandelbrot renderer's
 # vector kernel (AVX2/AVX-512, chosen at run time). A plain `go build` gives the
@@ -17,10 +18,10 @@ tools: ## pulumi and terraform CLIs for the IaC engines, built once into ~/.cach
 
 build: ## build bin/master bin/slave bin/lab, and static linux/amd64 services for VMs
 	@mkdir -p $(BIN)/linux-amd64
-	$(SIMD) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/master ./cmd/slave ./cmd/lab ./cmd/terraform-provider-calclab
+	$(SIMD) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/master ./cmd/slave ./cmd/lab ./cmd/terraform-provider-calclab ./cmd/pulumi-resource-calclab
 	$(SIMD) CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/linux-amd64/ ./cmd/master ./cmd/slave
 
-lab-up: build ## start the lab from lab.yaml (local processes by default)
+lab-up: build $(if $(filter-out native,$(ENGINE)),tools) ## start the lab from lab.yaml (local processes by default; ENGINE=terraform|pulumi, PROVIDER=qemu|hyperv)
 	$(LAB) up
 
 lab-down: ## stop the lab and remove its files (safe to run twice)

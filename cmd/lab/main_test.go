@@ -309,6 +309,16 @@ func TestNodeVerbs(t *testing.T) {
 			t.Fatalf("lab info shows the token: %s", s)
 		}
 	}
+	// The lab's token is in no process's command line and no log.
+	token, err := os.ReadFile(filepath.Join(state, "token"))
+	if err != nil || len(token) < 32 {
+		t.Fatalf("the lab's token: %v", err)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", info.PID))
+	logs, _ := lab("logs", "slave-1")
+	if len(cmdline) == 0 || strings.Contains(string(cmdline), "token") || strings.Contains(logs, strings.TrimSpace(string(token))) {
+		t.Fatalf("the token shows: command line %q, log:\n%s", cmdline, logs)
+	}
 	// exec runs in the node's directory with its service's settings.
 	script := filepath.Join(t.TempDir(), "env.out")
 	if _, err := lab("exec", "slave-2", "--", "sh", "-c", "pwd > "+script+"; echo $CALCLAB_ID >> "+script); err != nil {

@@ -188,7 +188,7 @@ func TestFakeHyperVLabUpStatusSSHLogsDown(t *testing.T) {
 	}
 	var out bytes.Buffer
 	lb := &lab.Lab{Spec: fl.spec, Driver: fl.drv, Out: &out, StateDir: fl.drv.Dir}
-	if err := lb.Status(c, false); err != nil {
+	if _, err := lb.Status(c, false); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "master") || !strings.Contains(out.String(), "127.0.0.1:5000") {

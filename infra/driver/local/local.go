@@ -18,6 +18,7 @@ import (
 	"github.com/calclab/calclab/infra/driver"
 	"github.com/calclab/calclab/infra/driver/proc"
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/internal/envflag"
 )
 
 // Driver runs nodes as local processes. Its state lives under Dir.
@@ -104,12 +105,24 @@ func (d *Driver) ServiceEnv(lab *spec.Lab, node string) (string, map[string]stri
 	return filepath.Join(d.Dir, n.Name), s.Env(), nil
 }
 
-func (d *Driver) args(lab *spec.Lab, n spec.Node) (string, []string, error) {
+// args returns node n's binary, its flags, and its secrets as environment
+// variables: the token is never a flag, so it shows neither in ps nor in
+// the node's log.
+func (d *Driver) args(lab *spec.Lab, n spec.Node) (string, []string, []string, error) {
 	s, err := lab.Settings(n, d.Placement(lab, n))
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return filepath.Join(d.BinDir, n.Role), s.Flags(), nil
+	var flags spec.Settings
+	var env []string
+	for _, x := range s {
+		if x.Flag == "token" {
+			env = append(env, envflag.EnvName(x.Flag)+"="+x.Value)
+			continue
+		}
+		flags = append(flags, x)
+	}
+	return filepath.Join(d.BinDir, n.Role), flags.Flags(), env, nil
 }
 
 // Up implements driver.Driver: it starts every node that is not running.
@@ -120,7 +133,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 	}
 	for _, n := range lab.Nodes {
 		start := time.Now()
-		bin, args, err := d.args(lab, n)
+		bin, args, env, err := d.args(lab, n)
 		if err != nil {
 			return err
 		}
@@ -129,7 +142,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 			continue
 		}
 		progress(driver.Step{Node: n.Name, Step: "start"})
-		ns, err := d.startNode(lab, n, bin, args)
+		ns, err := d.startNode(lab, n, bin, args, env)
 		if err != nil {
 			progress(driver.Step{Node: n.Name, Step: "start", Err: err, Elapsed: time.Since(start), Hint: ns.Log})
 			return fmt.Errorf("node %s: start: %w", n.Name, err)
@@ -143,7 +156,7 @@ func (d *Driver) Up(ctx context.Context, lab *spec.Lab, progress driver.Progress
 	return nil
 }
 
-func (d *Driver) startNode(lab *spec.Lab, n spec.Node, bin string, args []string) (nodeState, error) {
+func (d *Driver) startNode(lab *spec.Lab, n spec.Node, bin string, args, env []string) (nodeState, error) {
 	dir := filepath.Join(d.Dir, n.Name)
 	ns := nodeState{Binary: bin, URL: URL(lab, n), Log: filepath.Join(dir, n.Name+".log")}
 	if _, err := os.Stat(bin); err != nil {
@@ -165,6 +178,7 @@ func (d *Driver) startNode(lab *spec.Lab, n spec.Node, bin string, args []string
 	defer logf.Close()
 	fmt.Fprintf(logf, "=== %s: lab starting %s %s\n", time.Now().UTC().Format(time.RFC3339), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = d.Dir
 	proc.Detach(cmd)
