@@ -73,7 +73,10 @@ func parse(args []string, getenv func(string) string) (master.Config, *envflag.S
 	}
 	var err error
 	if cfg.AllowCIDRs, err = master.ParseCIDRs(*cidrs); err != nil {
-		return cfg, nil, err
+		return cfg, nil, envflag.Usagef("--allow-cidr: %w", err)
+	}
+	if err := cfg.Check(); err != nil {
+		return cfg, nil, &envflag.UsageError{Err: err}
 	}
 	return cfg, svc, nil
 }

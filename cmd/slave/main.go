@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -51,8 +50,8 @@ func parse(args []string, getenv func(string) string) (slave.Config, *envflag.Se
 	if err := svc.Parse(fs, summary, args); err != nil {
 		return cfg, nil, err
 	}
-	if cfg.Capacity < 1 || cfg.Capacity > 4096 {
-		return cfg, nil, fmt.Errorf("--capacity must be from 1 to 4096, got %d", cfg.Capacity)
+	if err := cfg.Check(); err != nil {
+		return cfg, nil, &envflag.UsageError{Err: err}
 	}
 	return cfg, svc, nil
 }

@@ -4,18 +4,45 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 )
 
 // Exit ends a command's main: status 0 for no error or --help, else the
-// error on stderr after the command's name and status 1.
+// error on stderr after the command's name and status 2 for a usage error
+// (a flag or setting the command refuses), 1 for any other.
 func Exit(name string, err error) {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-	os.Exit(1)
+	os.Exit(ExitCode(err))
+}
+
+// ExitCode is the status Exit ends with for err: 0, 2 for a UsageError, 1
+// otherwise.
+func ExitCode(err error) int {
+	var ue *UsageError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	return 1
+}
+
+// UsageError is a flag or setting a command refuses before it starts; it
+// ends the command with status 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError with the formatted message.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
 // Service holds the flags both services share: logging and the profiler.
@@ -41,11 +68,20 @@ func (s *Service) Parse(fs *flag.FlagSet, summary string, args []string) error {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	if err := Parse(fs, summary, args, getenv); err != nil {
+	// A bad flag is one line (Exit prints it), not the flag package's
+	// message followed by the whole usage; --help still shows the usage.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := Parse(fs, summary, args, getenv)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	case err != nil:
+		return &UsageError{Err: fmt.Errorf("%w (see --help)", err)}
+	case fs.NArg() > 0:
+		return Usagef("unexpected arguments %q (see --help)", fs.Args())
 	}
 	return nil
 }

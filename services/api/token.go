@@ -1,6 +1,9 @@
 package api
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+)
 
 // MaxTokenLen bounds the shared registration token.
 const MaxTokenLen = 512
@@ -29,3 +32,7 @@ func CheckToken(tok string) error {
 	}
 	return nil
 }
+
+// IDPattern is what a task id and a slave id are made of: 1 to 128
+// letters, digits, '.', '_', ':' or '-', starting with a letter or digit.
+var IDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)

@@ -9,6 +9,10 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/balancer"
+	"github.com/calclab/calclab/services/httpserve"
 )
 
 // Config is every setting of the master; cmd/master fills it from flags and
@@ -97,9 +101,63 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 		}
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
-			return nil, fmt.Errorf("allowed network %q: %w", f, err)
+			return nil, fmt.Errorf("%q is not a network such as 192.168.56.0/24 or ::1/128", f)
 		}
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// Check reports the first setting the master cannot run with, named by
+// its command-line flag (cmd/master): a count or duration that must be
+// positive, a policy it does not have, an address that is not host:port.
+func (c Config) Check() error {
+	if err := httpserve.CheckListen(c.Listen); err != nil {
+		return fmt.Errorf("--listen %w", err)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		return fmt.Errorf("--data-dir is empty: give the directory of the task store")
+	}
+	if _, err := balancer.New(c.Policy); err != nil {
+		return fmt.Errorf("--policy %q is not a balancing policy; use one of %s", c.Policy, strings.Join(balancer.Names(), ", "))
+	}
+	if err := api.CheckToken(c.Token); err != nil {
+		return fmt.Errorf("--token %w", err)
+	}
+	if len(c.AllowCIDRs) == 0 {
+		return fmt.Errorf("--allow-cidr lists no network: no slave could register; give the networks slaves are in, e.g. 127.0.0.0/8")
+	}
+	for _, n := range []struct {
+		flag string
+		v    int64
+	}{
+		{"max-queue", int64(c.MaxQueue)},
+		{"fail-threshold", int64(c.FailThreshold)},
+		{"max-batch", int64(c.MaxBatch)},
+		{"max-tasks", int64(c.MaxTasks)},
+		{"max-operands", int64(c.MaxOperands)},
+		{"max-store-bytes", c.MaxStoreBytes},
+		{"mandel-max-pixels", int64(c.MandelMaxPixels)},
+		{"mandel-max-iter", int64(c.MandelMaxIter)},
+	} {
+		if n.v < 1 {
+			return fmt.Errorf("--%s must be at least 1, got %d", n.flag, n.v)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"task-timeout", c.TaskTimeout},
+		{"task-deadline", c.TaskDeadline},
+		{"health-interval", c.HealthInterval},
+		{"heartbeat-interval", c.HeartbeatInterval},
+		{"flush-every", c.FlushEvery},
+		{"tile-timeout", c.TileTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s must be a positive duration such as 500ms or 2s, got %s", d.flag, d.v)
+		}
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,7 +21,7 @@ import (
 	"github.com/calclab/calclab/services/taskstore"
 )
 
-var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+var taskIDPattern = api.IDPattern
 
 // calcError turns a calc error into a 413 or 422 reply.
 func calcError(err error, field string) error {
