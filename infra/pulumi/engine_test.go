@@ -1,0 +1,243 @@
+package pulumi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/calclab/calclab/infra/spec"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds master, slave and our provider plugin once per test run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "calclab-pulumi-bin")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "../../cmd/master", "../../cmd/slave", "../../cmd/pulumi-resource-calclab")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var out []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// localLab is a lab.yaml for the local provider on free ports, with
+// slaves slave-1..slave-n.
+func localLab(t *testing.T, dir string, ports []int, slaves int) *spec.Lab {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: pulab\nprovider: local\nservices:\n  master_port: %d\n  slave_port: %d\nnodes:\n", ports[0], ports[1])
+	fmt.Fprintf(&b, "  - {name: master, role: master, ip: 192.168.56.10, local_port: %d}\n", ports[0])
+	for i := 1; i <= slaves; i++ {
+		fmt.Fprintf(&b, "  - {name: slave-%d, role: slave, ip: 192.168.56.%d, local_port: %d}\n", i, 10+i, ports[i])
+	}
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := spec.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// syncWriter lets the test read what the engine's goroutines write.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func (w *syncWriter) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Reset()
+}
+
+// TestEngineLocalCycle drives the real pulumi CLI and our real provider
+// plugin over the local driver: up, a task answered, preview says no
+// changes, up again changes nothing, one more slave is a one-node plan,
+// down leaves no process, no stack and no state.
+func TestEngineLocalCycle(t *testing.T) {
+	cli, err := FindPulumi(context.Background())
+	if err != nil {
+		t.Skipf("%v", err)
+	}
+	bin := binaries(t)
+	dir := t.TempDir()
+	ports := freePorts(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	out := &syncWriter{}
+	step := func(name string) {
+		if testing.Verbose() {
+			t.Logf("%s:\n%s", name, out.String())
+		}
+		out.Reset()
+	}
+	eng := &Engine{Spec: localLab(t, dir, ports, 2), StateDir: filepath.Join(dir, ".lab"), BinDir: bin, Pulumi: cli, Out: out}
+	t.Cleanup(func() {
+		if eng.hasState() {
+			_ = eng.Down(context.Background())
+		}
+	})
+
+	start := time.Now()
+	o, err := eng.Up(ctx)
+	if err != nil {
+		t.Fatalf("up: %v\n%s", err, out.String())
+	}
+	t.Logf("up in %s", time.Since(start).Round(time.Millisecond))
+	if want := fmt.Sprintf("http://127.0.0.1:%d", ports[0]); o.MasterURL != want {
+		t.Errorf("master_url %q, want %q", o.MasterURL, want)
+	}
+	if len(o.Nodes) != 3 || o.Nodes["slave-2"].Role != "slave" || o.Nodes["slave-2"].URL == "" || o.Nodes["master"].Address == "" {
+		t.Errorf("outputs: %+v", o.Nodes)
+	}
+	if !strings.Contains(out.String(), "calclab:index:Deployment slave-1 created") && !strings.Contains(out.String(), "calclab:index:Deployment slave-1 creating") {
+		t.Errorf("no per-resource progress from pulumi:\n%s", out.String())
+	}
+	if fi, err := os.Stat(filepath.Join(eng.Dir(), "passphrase")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("passphrase file: %v %v", fi, err)
+	}
+
+	// A task answered by the lab.
+	res, err := http.Post(o.MasterURL+"/submit-task", "application/json", strings.NewReader(`{"payload": "4 * (2 + 3)"}`))
+	if err != nil {
+		t.Fatalf("the master does not answer: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var task struct {
+		Status string  `json:"status"`
+		Result float64 `json:"result"`
+		Slave  string  `json:"slave"`
+	}
+	if err := json.Unmarshal(body, &task); err != nil || task.Status != "completed" || task.Result != 20 {
+		t.Errorf("task: %s %s (%v)", res.Status, body, err)
+	}
+
+	// Outputs read back from the stack.
+	if o2, err := eng.Outputs(ctx); err != nil || o2.MasterURL != o.MasterURL || len(o2.Nodes) != 3 {
+		t.Errorf("outputs: %+v %v", o2, err)
+	}
+
+	step("up")
+	changes, err := eng.Changes(ctx)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out.String())
+	}
+	if len(changes) != 0 || !strings.Contains(lastLine(out.String()), "no changes") {
+		t.Errorf("plan on a converged lab: %v; last line %q\n%s", changes, lastLine(out.String()), out.String())
+	}
+
+	step("plan")
+	if _, err := eng.Up(ctx); err != nil {
+		t.Fatalf("up again: %v\n%s", err, out.String())
+	}
+	if s := out.String(); strings.Contains(s, " created") || strings.Contains(s, " updated") || strings.Contains(s, " replaced") || strings.Contains(s, " deleted") {
+		t.Errorf("up again changed something:\n%s", s)
+	}
+
+	// One more slave in lab.yaml: a plan of exactly its node and deployment.
+	more := append(ports, freePorts(t, 1)...)
+	eng.Spec = localLab(t, dir, more, 3)
+	step("up again")
+	changes, err = eng.Changes(ctx)
+	if err != nil {
+		t.Fatalf("plan with a third slave: %v\n%s", err, out.String())
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.Op+" "+c.Resource)
+	}
+	sort.Strings(got)
+	want := []string{"create calclab:index:Deployment slave-3", "create calclab:index:Node slave-3"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("plan with a third slave: %v, want %v\n%s", got, want, out.String())
+	}
+
+	eng.Spec = localLab(t, dir, ports, 2)
+	step("plan with a third slave")
+	if err := eng.Down(ctx); err != nil {
+		t.Fatalf("down: %v\n%s", err, out.String())
+	}
+	if _, err := os.Stat(eng.Dir()); !os.IsNotExist(err) {
+		t.Errorf("down left %s behind", eng.Dir())
+	}
+	for _, p := range ports[:3] {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 200*time.Millisecond); err == nil {
+			c.Close()
+			t.Errorf("port %d still answers after down", p)
+		}
+	}
+	step("down")
+	t.Logf("whole cycle in %s", time.Since(start).Round(time.Millisecond))
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
