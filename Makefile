@@ -86,6 +86,13 @@ e2e-vm: deps ## end-to-end test of the lab on QEMU VMs (image, build, up, ssh, n
 		CALCLAB_E2E_IMAGE_SECONDS=$$(cat artifacts/e2e-vm-image.seconds) \
 		$(GO) test -count=1 -timeout 40m -v ./tests/e2evm/
 
+.PHONY: e2e-engines
+e2e-engines: deps tools ## the terraform and pulumi engines once each on QEMU VMs (up, a task, plan says no changes, down); root for the image
+	@scripts/vm-deps.sh
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/build-image.sh; else sudo scripts/build-image.sh; fi
+	$(MAKE) build
+	CALCLAB_E2E_ENGINES=1 $(GO) test -count=1 -timeout 45m -v ./tests/e2eengines/
+
 .PHONY: vagrant-check
 vagrant-check: build ## vagrant validate + every machine's Hyper-V settings through Vagrant's own config classes
 	@if ! command -v vagrant >/dev/null 2>&1; then \
