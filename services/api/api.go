@@ -169,6 +169,11 @@ type SlaveInfo struct {
 	LatencyMS float64   `json:"latency_ms"`
 	LastSeen  time.Time `json:"last_seen"`
 	Version   string    `json:"version,omitempty"`
+	// LastFailure is why the slave's last failed health check or job
+	// failed ("health check: ..." or "job: ..."), kept after it recovers;
+	// LastFailureAt is when. Both absent while it never failed.
+	LastFailure   string     `json:"last_failure,omitempty"`
+	LastFailureAt *time.Time `json:"last_failure_at,omitempty"`
 }
 
 // ComputeRequest is the body of a slave's POST /compute: either Expression

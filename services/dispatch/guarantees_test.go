@@ -31,18 +31,18 @@ func TestSlaveFailingTasksIsEjectedWhateverItsHealthChecksSay(t *testing.T) {
 			t.Fatal("failing job succeeded")
 		}
 		if i < 2 {
-			p.CheckResult("bad", true, api.Health{Status: "ok"})
+			p.CheckResult("bad", nil, api.Health{Status: "ok"})
 		}
 	}
 	if st := slaveInfo(t, p, "bad").Status; st != api.SlaveDown {
 		t.Fatalf("slave failing 3 tasks in a row with passing health checks between is %q, want down", st)
 	}
-	p.CheckResult("bad", true, api.Health{Status: "ok"})
+	p.CheckResult("bad", nil, api.Health{Status: "ok"})
 	if st := slaveInfo(t, p, "bad").Status; st != api.SlaveDown {
 		t.Fatalf("a passing health check re-admitted an ejected slave before its backoff: %q", st)
 	}
 	now = now.Add(1100 * time.Millisecond)
-	p.CheckResult("bad", true, api.Health{Status: "ok"})
+	p.CheckResult("bad", nil, api.Health{Status: "ok"})
 	if st := slaveInfo(t, p, "bad").Status; st == api.SlaveDown {
 		t.Fatal("not re-admitted after its backoff and a passing check")
 	}

@@ -75,7 +75,37 @@ type Config struct {
 	Logger          *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Events is told of slave failures, ejections, retries and removals
+	// (the master's metrics); nil: nobody.
+	Events Events
 }
+
+// Failure sources: what a slave failed.
+const (
+	SourceCheck = "check" // an active health check
+	SourceJob   = "job"   // a job (task, batch chunk, tile) run on it
+)
+
+// Events is told what happens to the slaves of a pool. Its methods are
+// called with the pool's lock held: they must be quick and must not call
+// the pool.
+type Events interface {
+	// Failed: slave failed a health check or a job (source), with err.
+	Failed(slave, source string, err error)
+	// Ejected: slave was taken out of rotation for failures of source.
+	Ejected(slave, source string)
+	// Retried: a job of class c is tried again on another slave.
+	Retried(c Class)
+	// Removed: slave left the pool (its series can go).
+	Removed(slave string)
+}
+
+type noEvents struct{}
+
+func (noEvents) Failed(string, string, error) {}
+func (noEvents) Ejected(string, string)       {}
+func (noEvents) Retried(Class)                {}
+func (noEvents) Removed(string)               {}
 
 // Target is the address of the slave a job attempt runs on.
 type Target struct {
@@ -121,6 +151,10 @@ type slave struct {
 	upSince   time.Time
 	lastSeen  time.Time
 	latency   time.Duration // EWMA
+	// lastFailure and lastFailureAt are the last failed health check or
+	// job and when: kept after the slave recovers.
+	lastFailure   string
+	lastFailureAt time.Time
 }
 
 type waiter struct {
@@ -186,6 +220,9 @@ func NewPool(cfg Config) *Pool {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Events == nil {
+		cfg.Events = noEvents{}
 	}
 	return &Pool{
 		cfg:        cfg,
@@ -403,6 +440,7 @@ func (p *Pool) removeLocked(s *slave, why string, tombstone bool) {
 		p.tombstones[s.id] = now
 	}
 	p.cfg.Logger.Info("slave removed", "slave", s.id, "reason", why)
+	p.cfg.Events.Removed(s.id)
 	p.notifyLocked()
 }
 
@@ -534,7 +572,7 @@ func (p *Pool) acquire(ctx context.Context, c Class, pol balancer.Policy, key st
 	p.mu.Unlock()
 	// A slot was handed over while we gave up: give it back.
 	s := <-w.ch
-	p.release(s, c, outcomeCancelled, 0)
+	p.release(s, c, outcomeCancelled, 0, nil)
 	return nil, ctx.Err()
 }
 
@@ -546,7 +584,7 @@ const (
 	outcomeCancelled         // nobody's fault (the job's context ended, a job fault)
 )
 
-func (p *Pool) release(s *slave, c Class, o outcome, latency time.Duration) {
+func (p *Pool) release(s *slave, c Class, o outcome, latency time.Duration, why error) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -562,6 +600,7 @@ func (p *Pool) release(s *slave, c Class, o outcome, latency time.Duration) {
 			s.latency = (s.latency*7 + latency*3) / 10
 		}
 	case outcomeFailed:
+		p.failedLocked(s, SourceJob, why, now)
 		s.jobFail++
 		p.maybeEjectLocked(s, now)
 	}
@@ -572,22 +611,53 @@ func (p *Pool) release(s *slave, c Class, o outcome, latency time.Duration) {
 	p.serveWaitersLocked()
 }
 
+// suspectTry is a suspect failure of a job on a slave, not yet judged.
+type suspectTry struct {
+	s   *slave
+	err error
+}
+
 // blame counts one job failure against each slave in ss (a suspect failure
 // confirmed by the job succeeding elsewhere).
-func (p *Pool) blame(ss []*slave) {
+func (p *Pool) blame(ss []suspectTry) {
 	if len(ss) == 0 {
 		return
 	}
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, s := range ss {
+	for _, t := range ss {
+		s := t.s
 		if p.byID[s.id] != s {
 			continue
 		}
+		p.failedLocked(s, SourceJob, t.err, now)
 		s.jobFail++
 		p.maybeEjectLocked(s, now)
 	}
+}
+
+// failedLocked records a failure of s (before its count goes up): its
+// reason and time for GET /slaves, the event, and a warning when the
+// slave was healthy until now (later failures in a row log at debug).
+func (p *Pool) failedLocked(s *slave, source string, err error, now time.Time) {
+	why := "unknown failure"
+	if err != nil {
+		why = err.Error()
+	}
+	if source == SourceCheck {
+		why = "health check: " + why
+	} else {
+		why = "job: " + why
+	}
+	s.lastFailure, s.lastFailureAt = why, now
+	p.cfg.Events.Failed(s.id, source, err)
+	if !s.down && s.checkFail == 0 && s.jobFail == 0 {
+		p.cfg.Logger.Warn("slave failing", "slave", s.id, "source", source, "reason", why)
+		return
+	}
+	p.cfg.Logger.Debug("slave failed again", "slave", s.id, "source", source, "reason", why,
+		"failed_checks", s.checkFail, "failed_jobs", s.jobFail)
 }
 
 // maybeEjectLocked ejects s when either of its failure counts reached the
@@ -600,16 +670,23 @@ func (p *Pool) maybeEjectLocked(s *slave, now time.Time) {
 	s.ejections++
 	s.downSince = now
 	s.until = now.Add(s.backoff)
-	p.cfg.Logger.Warn("slave ejected", "slave", s.id, "failed_checks", s.checkFail, "failed_jobs", s.jobFail, "retry_in", s.backoff)
+	source := SourceJob
+	if s.checkFail >= p.cfg.FailThreshold {
+		source = SourceCheck
+	}
+	p.cfg.Events.Ejected(s.id, source)
+	p.cfg.Logger.Warn("slave ejected", "slave", s.id, "failed_checks", s.checkFail, "failed_jobs", s.jobFail,
+		"retry_in", s.backoff, "last_failure", s.lastFailure)
 	s.backoff = min(s.backoff*2, p.cfg.EjectMax)
 	p.notifyLocked()
 }
 
-// CheckResult records the outcome of an active health check of a slave. A
-// passing check clears failed checks only: an ejected slave comes back
-// once its backoff is over and a check passes, and a slave that fails jobs
-// while answering /health is still ejected by its job failures.
-func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
+// CheckResult records the outcome of an active health check of a slave:
+// passed when err is nil, else failed for err (kept as the slave's last
+// failure). A passing check clears failed checks only: an ejected slave
+// comes back once its backoff is over and a check passes, and a slave that
+// fails jobs while answering /health is still ejected by its job failures.
+func (p *Pool) CheckResult(id string, err error, h api.Health) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -617,7 +694,8 @@ func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
 	if s == nil {
 		return
 	}
-	if !ok {
+	if err != nil {
+		p.failedLocked(s, SourceCheck, err, now)
 		s.checkFail++
 		p.maybeEjectLocked(s, now)
 		if s.down && now.Sub(s.downSince) > p.cfg.ForgetAfter {
@@ -629,6 +707,9 @@ func (p *Pool) CheckResult(id string, ok bool, h api.Health) {
 	s.tasksDone = max(s.tasksDone, h.TasksDone)
 	if h.Capacity > 0 && h.Capacity != s.capacity {
 		s.capacity = min(h.Capacity, MaxCapacity)
+	}
+	if s.checkFail > 0 && !s.down {
+		p.cfg.Logger.Info("slave passes health checks again", "slave", s.id, "failed_checks", s.checkFail)
 	}
 	s.checkFail = 0
 	if s.down {
@@ -673,11 +754,16 @@ func (p *Pool) List() []api.SlaveInfo {
 		case s.inflight[ClassTask] >= s.capacity:
 			st = api.SlaveBusy
 		}
-		out = append(out, api.SlaveInfo{
+		info := api.SlaveInfo{
 			ID: s.id, Webhook: s.url, Status: st, InFlight: s.busy(), Capacity: s.capacity,
 			TasksDone: s.tasksDone, Failures: max(s.checkFail, s.jobFail), LatencyMS: float64(s.latency.Microseconds()) / 1000,
-			LastSeen: s.lastSeen, Version: s.version,
-		})
+			LastSeen: s.lastSeen, Version: s.version, LastFailure: s.lastFailure,
+		}
+		if s.lastFailure != "" {
+			at := s.lastFailureAt
+			info.LastFailureAt = &at
+		}
+		out = append(out, info)
 	}
 	return out
 }
@@ -761,7 +847,7 @@ func (p *Pool) Do(ctx context.Context, key string, fn Attempt) (Target, int, err
 func (p *Pool) Run(ctx context.Context, j Job, fn Attempt) (Target, int, error) {
 	var (
 		exclude  map[string]bool
-		suspects []*slave
+		suspects []suspectTry
 		lastErr  error
 		last     Target
 		failed   int
@@ -773,6 +859,11 @@ func (p *Pool) Run(ctx context.Context, j Job, fn Attempt) (Target, int, error) 
 	for try := 1; ; try++ {
 		if failed >= p.cfg.MaxTries {
 			return last, try - 1, fmt.Errorf("%w: %d tries, last error: %w", ErrTriesExhausted, try-1, lastErr)
+		}
+		if try > 1 {
+			p.mu.Lock()
+			p.cfg.Events.Retried(j.Class)
+			p.mu.Unlock()
 		}
 		s, err := p.acquire(ctx, j.Class, j.Policy, j.Key, exclude)
 		if err != nil {
@@ -787,19 +878,19 @@ func (p *Pool) Run(ctx context.Context, j Job, fn Attempt) (Target, int, error) 
 		lat := time.Since(start)
 		switch {
 		case err == nil:
-			p.release(s, j.Class, outcomeOK, lat)
+			p.release(s, j.Class, outcomeOK, lat, nil)
 			return last, try, nil
 		case IsPermanent(err):
-			p.release(s, j.Class, outcomeOK, lat)
+			p.release(s, j.Class, outcomeOK, lat, nil)
 			suspects = nil
 			return last, try, err
 		case ctx.Err() != nil:
-			p.release(s, j.Class, outcomeCancelled, lat)
+			p.release(s, j.Class, outcomeCancelled, lat, nil)
 			return last, try, fmt.Errorf("%w after %d tries, last error: %w", ctx.Err(), try, err)
 		case IsSuspect(err):
-			p.release(s, j.Class, outcomeCancelled, lat)
+			p.release(s, j.Class, outcomeCancelled, lat, nil)
 			if len(suspects) > 0 {
-				first := suspects[0]
+				first := suspects[0].s
 				if first != s {
 					suspects = nil
 					return last, try, Permanent(fmt.Errorf("%w (%s and %s): %w", ErrJobFault, first.id, s.id, err))
@@ -808,9 +899,9 @@ func (p *Pool) Run(ctx context.Context, j Job, fn Attempt) (Target, int, error) 
 				// enough, and it counts once.
 				return last, try, fmt.Errorf("%w: twice on %s, last error: %w", ErrTriesExhausted, s.id, err)
 			}
-			suspects = append(suspects, s)
+			suspects = append(suspects, suspectTry{s: s, err: err})
 		default:
-			p.release(s, j.Class, outcomeFailed, lat)
+			p.release(s, j.Class, outcomeFailed, lat, err)
 		}
 		lastErr = err
 		if exclude[s.id] {

@@ -1,11 +1,13 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,38 +234,38 @@ func TestEjectAndReadmitWithBackoff(t *testing.T) {
 	p.Register("http://127.0.0.1:1", "a", 1, "")
 	status := func() string { return p.List()[0].Status }
 	for range 2 {
-		p.CheckResult("a", false, api.Health{})
+		p.CheckResult("a", errCheck, api.Health{})
 	}
 	if status() == api.SlaveDown {
 		t.Fatal("ejected before reaching the failure threshold")
 	}
-	p.CheckResult("a", false, api.Health{})
+	p.CheckResult("a", errCheck, api.Health{})
 	if status() != api.SlaveDown {
 		t.Fatalf("status %q after 3 failures, want down", status())
 	}
 	if err := p.Admit(); !errors.Is(err, ErrNoSlaves) {
 		t.Fatalf("Admit with the only slave down = %v, want ErrNoSlaves", err)
 	}
-	p.CheckResult("a", true, api.Health{Status: "ok"})
+	p.CheckResult("a", nil, api.Health{Status: "ok"})
 	if status() != api.SlaveDown {
 		t.Fatal("re-admitted before its backoff elapsed")
 	}
 	advance(1100 * time.Millisecond)
-	p.CheckResult("a", true, api.Health{Status: "ok"})
+	p.CheckResult("a", nil, api.Health{Status: "ok"})
 	if status() == api.SlaveDown {
 		t.Fatal("not re-admitted after its backoff")
 	}
 	// A second ejection doubles the backoff.
 	for range 3 {
-		p.CheckResult("a", false, api.Health{})
+		p.CheckResult("a", errCheck, api.Health{})
 	}
 	advance(1100 * time.Millisecond)
-	p.CheckResult("a", true, api.Health{Status: "ok"})
+	p.CheckResult("a", nil, api.Health{Status: "ok"})
 	if status() != api.SlaveDown {
 		t.Fatal("second ejection did not back off longer than the first")
 	}
 	advance(time.Second)
-	p.CheckResult("a", true, api.Health{Status: "ok"})
+	p.CheckResult("a", nil, api.Health{Status: "ok"})
 	if status() == api.SlaveDown {
 		t.Fatal("not re-admitted after the doubled backoff")
 	}
@@ -344,5 +346,115 @@ func TestRefreshKeepsWhatItDoesNotRestate(t *testing.T) {
 	s := p.List()[0]
 	if s.Capacity != 8 || s.Version != "1.2.3" {
 		t.Fatalf("refresh without capacity/version wiped them: %+v", s)
+	}
+}
+
+var errCheck = errors.New("check failed")
+
+// syncBuffer is a bytes.Buffer safe for concurrent use (a logger's output).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// recEvents records a pool's events.
+type recEvents struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recEvents) add(s string) { r.mu.Lock(); r.events = append(r.events, s); r.mu.Unlock() }
+func (r *recEvents) Failed(slave, source string, err error) {
+	r.add(fmt.Sprintf("failed %s %s: %v", slave, source, err))
+}
+func (r *recEvents) Ejected(slave, source string) { r.add("ejected " + slave + " " + source) }
+func (r *recEvents) Retried(c Class)              { r.add("retried " + c.String()) }
+func (r *recEvents) Removed(slave string)         { r.add("removed " + slave) }
+func (r *recEvents) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.events...)
+}
+
+// TestLastFailureIsShownAndWarnedOnce: a failed health check or job is
+// kept as the slave's last failure (reason and time) in List, after it
+// recovers too; the change from healthy to failing is logged at warn once
+// (failures in a row after it at debug), and the events are told.
+func TestLastFailureIsShownAndWarnedOnce(t *testing.T) {
+	now := time.Unix(1000, 0).UTC()
+	var logs syncBuffer
+	ev := &recEvents{}
+	p := NewPool(Config{
+		FailThreshold: 3, Policy: balancer.RoundRobin(), Now: func() time.Time { return now }, Events: ev,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	p.Register("http://127.0.0.1:1", "a", 1, "")
+	if s := p.List()[0]; s.LastFailure != "" || s.LastFailureAt != nil {
+		t.Fatalf("a new slave has a last failure: %+v", s)
+	}
+	warnings := func() int { return strings.Count(logs.String(), `level=WARN msg="slave failing"`) }
+	unhealthy := errors.New(`slave reports status "healthy"`)
+	p.CheckResult("a", unhealthy, api.Health{})
+	s := p.List()[0]
+	if s.LastFailure != `health check: slave reports status "healthy"` || s.LastFailureAt == nil || !s.LastFailureAt.Equal(now) || s.Failures != 1 {
+		t.Fatalf("after a failed check: %+v", s)
+	}
+	if warnings() != 1 || !strings.Contains(logs.String(), `reason="health check: slave reports status \"healthy\""`) {
+		t.Fatalf("the change to failing is not one warning with its reason:\n%s", logs.String())
+	}
+	now = now.Add(time.Second)
+	p.CheckResult("a", errors.New("timeout"), api.Health{})
+	if warnings() != 1 {
+		t.Fatalf("a second failure in a row warned again:\n%s", logs.String())
+	}
+	if s := p.List()[0]; s.LastFailure != "health check: timeout" || !s.LastFailureAt.Equal(now) {
+		t.Fatalf("the last failure is not the latest: %+v", s)
+	}
+	now = now.Add(time.Second)
+	p.CheckResult("a", nil, api.Health{Status: "ok"})
+	if s := p.List()[0]; s.Failures != 0 || s.LastFailure != "health check: timeout" || s.LastFailureAt == nil {
+		t.Fatalf("a passing check lost the last failure: %+v", s)
+	}
+	// Failing again after recovering is a new change: warned.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, _, err := p.Run(ctx, Job{}, func(context.Context, Target, int) error {
+		return errors.New("connection refused")
+	})
+	if err == nil {
+		t.Fatal("a failing job succeeded")
+	}
+	if s := p.List()[0]; s.LastFailure != "job: connection refused" || !s.LastFailureAt.Equal(now) {
+		t.Fatalf("after a failed job: %+v", s)
+	}
+	if warnings() != 2 {
+		t.Fatalf("failing again after recovering: %d warnings, want 2:\n%s", warnings(), logs.String())
+	}
+	want := []string{
+		`failed a check: slave reports status "healthy"`,
+		"failed a check: timeout",
+		"failed a job: connection refused",
+		"retried task",
+	}
+	got := ev.list()
+	if len(got) < len(want) {
+		t.Fatalf("events %q, want them to start with %q", got, want)
+	}
+	for i, w := range want {
+		if got[i] != w {
+			t.Fatalf("events %q, want them to start with %q", got, want)
+		}
 	}
 }

@@ -215,10 +215,9 @@ func (s *Server) healthLoop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				if err != nil {
-					s.log.Debug("health check failed", "slave", tg.ID, "err", err)
-				}
-				s.pool.CheckResult(tg.ID, err == nil, h)
+				// A failure is logged by the pool: at warn when the slave
+				// was healthy until now.
+				s.pool.CheckResult(tg.ID, err, h)
 			}()
 		}
 		wg.Wait()
