@@ -4,6 +4,7 @@ import (
 	"io"
 
 	"github.com/calclab/calclab/infra/engine"
+	"github.com/calclab/calclab/infra/pulumi"
 	"github.com/calclab/calclab/infra/spec"
 	"github.com/calclab/calclab/infra/terraform"
 )
@@ -21,5 +22,8 @@ type engineConfig struct {
 var engines = map[string]func(engineConfig) engine.Engine{
 	"terraform": func(c engineConfig) engine.Engine {
 		return &terraform.Engine{Spec: c.spec, StateDir: c.stateDir, BinDir: c.binDir, Out: c.out}
+	},
+	"pulumi": func(c engineConfig) engine.Engine {
+		return &pulumi.Engine{Spec: c.spec, StateDir: c.stateDir, BinDir: c.binDir, Out: c.out}
 	},
 }
