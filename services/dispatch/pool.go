@@ -768,6 +768,29 @@ func (p *Pool) List() []api.SlaveInfo {
 	return out
 }
 
+// Classes lists the job classes.
+func Classes() []Class { return []Class{ClassTask, ClassTile} }
+
+// InFlight calls fn, for every registered slave in registration order and
+// every job class, with the number of jobs of that class running on it.
+func (p *Pool) InFlight(fn func(slave string, c Class, n int)) {
+	type load struct {
+		id string
+		n  [numClasses]int
+	}
+	p.mu.Lock()
+	loads := make([]load, 0, len(p.slaves))
+	for _, s := range p.slaves {
+		loads = append(loads, load{s.id, s.inflight})
+	}
+	p.mu.Unlock()
+	for _, l := range loads {
+		for c := range numClasses {
+			fn(l.id, c, l.n[c])
+		}
+	}
+}
+
 // Get reports one slave.
 func (p *Pool) Get(id string) (api.SlaveInfo, bool) {
 	for _, s := range p.List() {

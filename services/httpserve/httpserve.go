@@ -16,6 +16,8 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -66,7 +68,8 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-// NewMetrics registers the request histogram on reg.
+// NewMetrics registers the request histogram and calclab_build_info on
+// reg.
 func NewMetrics(reg prometheus.Registerer, service string) *Metrics {
 	m := &Metrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:        "calclab_http_request_duration_seconds",
@@ -74,8 +77,38 @@ func NewMetrics(reg prometheus.Registerer, service string) *Metrics {
 		ConstLabels: prometheus.Labels{"service": service},
 		Buckets:     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"route", "method", "code"})}
-	reg.MustRegister(m.duration)
+	reg.MustRegister(m.duration, BuildInfo())
 	return m
+}
+
+// BuildInfo is the gauge calclab_build_info{version,goversion,revision} 1:
+// the calclab version, the Go version the binary was built with and its
+// VCS revision ("unknown" when built outside a repository).
+func BuildInfo() prometheus.Collector {
+	rev := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		modified := false
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				rev = kv.Value
+			case "vcs.modified":
+				modified = kv.Value == "true"
+			}
+		}
+		if modified && rev != "unknown" {
+			rev += "-dirty"
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "calclab_build_info",
+		Help: "Always 1; the labels say which calclab build this is.",
+		ConstLabels: prometheus.Labels{
+			"version": api.Version, "goversion": runtime.Version(), "revision": rev,
+		},
+	})
+	g.Set(1)
+	return g
 }
 
 // New returns an Echo instance with JSON errors, recovery, request ids and

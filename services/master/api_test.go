@@ -24,6 +24,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type cluster struct {
 	master string
+	m      *master.Server
 	slaves []string
 	procs  []*slave.Slave
 }
@@ -62,7 +63,7 @@ func startCluster(t *testing.T, n int, mutate func(*master.Config)) cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { m.Serve(ctx, ln); close(done) }()
-	c := cluster{master: "http://" + ln.Addr().String()}
+	c := cluster{master: "http://" + ln.Addr().String(), m: m}
 	var stops []func()
 	for i := range n {
 		scfg := slave.Defaults()
@@ -405,7 +406,7 @@ func TestMetricsExposeTasksAndSlaves(t *testing.T) {
 		`calclab_tasks_total{status="completed"} 1`,
 		`calclab_tasks_total{status="failed"} 1`,
 		`calclab_slave_up{slave="slave-1"} 1`,
-		`calclab_slave_in_flight{slave="slave-2"} 0`,
+		`calclab_dispatch_in_flight{kind="task",slave="slave-2"} 0`,
 		`calclab_queue_depth 0`,
 		`calclab_http_request_duration_seconds_bucket{code="200",method="POST",route="/submit-task",service="master"`,
 	} {

@@ -177,6 +177,7 @@ func (m slaveStats) add(res tileResult) {
 // emit (serialised) as each lands. It stops at the first tile that cannot be
 // rendered, or when ctx ends (the client went away).
 func (s *Server) renderTiles(ctx context.Context, r frameRequest, format string, emit func(tileResult)) error {
+	accepted := time.Now() // each tile's time counts from its render's acceptance
 	refs := r.frame.Tiles(r.tile, r.tile)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -203,6 +204,12 @@ func (s *Server) renderTiles(ctx context.Context, r frameRequest, format string,
 					res = tileResult{ref: ref, slave: tg.ID, ms: float64(time.Since(start).Microseconds()) / 1000, data: data}
 					return nil
 				})
+				switch {
+				case err == nil:
+					s.pm.observe(kindTile, api.StatusCompleted, time.Since(accepted).Seconds())
+				case tries > 0: // not a tile dropped unstarted when its render stopped
+					s.pm.observe(kindTile, api.StatusFailed, time.Since(accepted).Seconds())
+				}
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {

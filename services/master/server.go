@@ -38,6 +38,7 @@ type Server struct {
 	rejected *prometheus.CounterVec
 	batch    prometheus.Counter
 	renders  prometheus.Counter
+	pm       *poolMetrics
 
 	runner *runner.Runner      // the task path: admit, store, dispatch, record
 	slaves *slaveclient.Client // every call to a slave
@@ -60,14 +61,16 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master: %w", err)
 	}
+	pm := newPoolMetrics()
 	s := &Server{
 		cfg:   cfg,
 		log:   cfg.Logger,
 		store: store,
 		pool: dispatch.NewPool(dispatch.Config{
-			Policy: pol, MaxQueue: cfg.MaxQueue, FailThreshold: cfg.FailThreshold, Logger: cfg.Logger,
+			Policy: pol, MaxQueue: cfg.MaxQueue, FailThreshold: cfg.FailThreshold, Logger: cfg.Logger, Events: pm,
 		}),
 		reg: prometheus.NewRegistry(),
+		pm:  pm,
 	}
 	s.slaves = slaveclient.New(slaveclient.Config{
 		DialControl: s.dialAllowed, TaskTimeout: cfg.TaskTimeout, TileTimeout: cfg.TileTimeout,
@@ -111,11 +114,18 @@ func (s *Server) registerMetrics() {
 		return 1
 	})
 	s.reg.MustRegister(s.tasks, s.rejected, s.batch, s.renders, storeFailures, storeUp, &poolCollector{s: s})
+	s.reg.MustRegister(s.pm.collectors()...)
 }
+
+// Metrics is the master's Prometheus registry, as GET /metrics serves it.
+func (s *Server) Metrics() prometheus.Gatherer { return s.reg }
 
 // taskFinished counts and logs a task that reached its final status.
 func (s *Server) taskFinished(t api.Task) {
 	s.tasks.WithLabelValues(t.Status).Inc()
+	if t.FinishedAt != nil {
+		s.pm.observe(kindTask, t.Status, t.FinishedAt.Sub(t.CreatedAt).Seconds())
+	}
 	lvl := slog.LevelDebug
 	if t.Status == api.StatusFailed && t.Reason != api.ReasonEvaluation {
 		lvl = slog.LevelWarn

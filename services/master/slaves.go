@@ -233,15 +233,19 @@ func (s *Server) checkSlave(ctx context.Context, tg dispatch.Target) (api.Health
 type poolCollector struct{ s *Server }
 
 var (
-	descInFlight = prometheus.NewDesc("calclab_slave_in_flight", "Jobs running on the slave.", []string{"slave"}, nil)
+	descInFlight = prometheus.NewDesc("calclab_dispatch_in_flight",
+		"Jobs the master has running on each slave, by kind (task, tile); a slave's own count is its calclab_slave_in_flight.",
+		[]string{"slave", "kind"}, nil)
+	descCapacity = prometheus.NewDesc("calclab_slave_capacity", "Jobs of each kind the slave may run at once (as it reported).", []string{"slave"}, nil)
 	descUp       = prometheus.NewDesc("calclab_slave_up", "1 when the slave takes work, 0 when down or draining.", []string{"slave"}, nil)
-	descDone     = prometheus.NewDesc("calclab_slave_jobs_done", "Jobs the slave finished.", []string{"slave"}, nil)
+	descDone     = prometheus.NewDesc("calclab_slave_jobs_done_total", "Jobs the slave finished.", []string{"slave"}, nil)
 	descQueue    = prometheus.NewDesc("calclab_queue_depth", "Jobs waiting for a free slave.", nil, nil)
 	descStored   = prometheus.NewDesc("calclab_tasks_stored", "Tasks in the store, by status.", []string{"status"}, nil)
 )
 
 func (pc *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descInFlight
+	ch <- descCapacity
 	ch <- descUp
 	ch <- descDone
 	ch <- descQueue
@@ -254,10 +258,13 @@ func (pc *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		if sl.Status != api.SlaveDown && sl.Status != api.SlaveDraining {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(sl.InFlight), sl.ID)
+		ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(sl.Capacity), sl.ID)
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, sl.ID)
 		ch <- prometheus.MustNewConstMetric(descDone, prometheus.CounterValue, float64(sl.TasksDone), sl.ID)
 	}
+	pc.s.pool.InFlight(func(slave string, c dispatch.Class, n int) {
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(n), slave, c.String())
+	})
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pc.s.queueDepth()))
 	for st, n := range pc.s.store.Counts() {
 		ch <- prometheus.MustNewConstMetric(descStored, prometheus.GaugeValue, float64(n), st)

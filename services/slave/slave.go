@@ -123,7 +123,8 @@ func New(cfg Config) (*Slave, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "calclab_calc_shape_cache_misses_total", Help: "Expressions compiled from scratch."},
 			func() float64 { _, m := calc.CacheStats(); return float64(m) }))
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), evals,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_in_flight", Help: "Requests being evaluated."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_in_flight",
+			Help: "Requests this slave is evaluating or holding for a free slot (its own count; the master's view is calclab_dispatch_in_flight)."},
 			func() float64 { return float64(s.inflight.Load()) }))
 	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "slave"))
 	e.Use(httpserve.BodyDeadline(httpserve.DefaultBodyTimeout))
@@ -139,6 +140,9 @@ func New(cfg Config) (*Slave, error) {
 
 // Handler is the slave's HTTP API.
 func (s *Slave) Handler() http.Handler { return s.echo }
+
+// Metrics is the slave's Prometheus registry, as GET /metrics serves it.
+func (s *Slave) Metrics() prometheus.Gatherer { return s.reg }
 
 // ID is the id the master gave this slave ("" before registration).
 func (s *Slave) ID() string { return *s.id.Load() }
