@@ -71,12 +71,15 @@ func freePorts(t *testing.T, n int) []int {
 	return out
 }
 
+// testToken is the lab's registration token: a secret in the stack.
+const testToken = "pulumi-cycle-token-5a3e"
+
 // localLab is a lab.yaml for the local provider on free ports, with
 // slaves slave-1..slave-n.
 func localLab(t *testing.T, dir string, ports []int, slaves int) *spec.Lab {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "name: pulab\nprovider: local\nservices:\n  master_port: %d\n  slave_port: %d\nnodes:\n", ports[0], ports[1])
+	fmt.Fprintf(&b, "name: pulab\nprovider: local\nservices:\n  master_port: %d\n  slave_port: %d\n  token: %s\nnodes:\n", ports[0], ports[1], testToken)
 	fmt.Fprintf(&b, "  - {name: master, role: master, ip: 192.168.56.10, local_port: %d}\n", ports[0])
 	for i := 1; i <= slaves; i++ {
 		fmt.Fprintf(&b, "  - {name: slave-%d, role: slave, ip: 192.168.56.%d, local_port: %d}\n", i, 10+i, ports[i])
@@ -164,20 +167,18 @@ func TestEngineLocalCycle(t *testing.T) {
 	}
 
 	// A task answered by the lab.
-	res, err := http.Post(o.MasterURL+"/submit-task", "application/json", strings.NewReader(`{"payload": "4 * (2 + 3)"}`))
-	if err != nil {
-		t.Fatalf("the master does not answer: %v", err)
+	if got := answer(t, o.MasterURL); got != 20 {
+		t.Errorf("4 * (2 + 3) = %v", got)
 	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	var task struct {
-		Status string  `json:"status"`
-		Result float64 `json:"result"`
-		Slave  string  `json:"slave"`
-	}
-	if err := json.Unmarshal(body, &task); err != nil || task.Status != "completed" || task.Result != 20 {
-		t.Errorf("task: %s %s (%v)", res.Status, body, err)
-	}
+	// The token is a secret: encrypted in the state.
+	filepath.WalkDir(filepath.Join(eng.Dir(), ".pulumi"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if data, _ := os.ReadFile(path); bytes.Contains(data, []byte(testToken)) {
+				t.Errorf("%s holds the token in plain text", path)
+			}
+		}
+		return nil
+	})
 
 	// Outputs read back from the stack.
 	if o2, err := eng.Outputs(ctx); err != nil || o2.MasterURL != o.MasterURL || len(o2.Nodes) != 3 {
@@ -201,10 +202,27 @@ func TestEngineLocalCycle(t *testing.T) {
 		t.Errorf("up again changed something:\n%s", s)
 	}
 
+	// A crash in the middle of up: slave-2's deployment was being created
+	// (its process runs, the state has only a pending operation) and the
+	// dead process's lock is still on the stack. The next up recovers.
+	simulateCrash(t, eng, "slave-2")
+	step("up again")
+	if _, err := eng.Up(ctx); err != nil {
+		t.Fatalf("up after a crash: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"removing the stack lock", "dropping that pending operation", "calclab:index:Deployment slave-2 created"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("up after a crash: no %q in\n%s", want, out.String())
+		}
+	}
+	if answer(t, o.MasterURL) != 20 {
+		t.Errorf("no answer after the recovery")
+	}
+	step("up after a crash")
+
 	// One more slave in lab.yaml: a plan of exactly its node and deployment.
 	more := append(ports, freePorts(t, 1)...)
 	eng.Spec = localLab(t, dir, more, 3)
-	step("up again")
 	changes, err = eng.Changes(ctx)
 	if err != nil {
 		t.Fatalf("plan with a third slave: %v\n%s", err, out.String())
@@ -235,6 +253,93 @@ func TestEngineLocalCycle(t *testing.T) {
 	}
 	step("down")
 	t.Logf("whole cycle in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// answer submits 4 * (2 + 3) to the master and returns the result.
+func answer(t *testing.T, masterURL string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, masterURL+"/submit-task", strings.NewReader(`{"payload": "4 * (2 + 3)"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the master does not answer: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var task struct {
+		Status string  `json:"status"`
+		Result float64 `json:"result"`
+	}
+	if err := json.Unmarshal(body, &task); err != nil || task.Status != "completed" {
+		t.Errorf("task: %s %s (%v)", res.Status, body, err)
+	}
+	return task.Result
+}
+
+// simulateCrash leaves the stack as a pulumi up killed while creating
+// node's deployment would: the deployment only in the pending operations
+// of the state file (stack import would drop them, so the file is edited
+// in place), and a lock held by a process that is gone.
+func simulateCrash(t *testing.T, eng *Engine, node string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(eng.Dir(), ".pulumi", "stacks", "*", eng.Spec.Name+".json"))
+	if len(files) != 1 {
+		t.Fatalf("the stack's state file: %v", files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp struct {
+		Version    int                        `json:"version"`
+		Checkpoint map[string]json.RawMessage `json:"checkpoint"`
+	}
+	var d map[string]json.RawMessage
+	var res []map[string]any
+	if err := json.Unmarshal(data, &cp); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(cp.Checkpoint["latest"], &d); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(d["resources"], &res); err != nil {
+		t.Fatal(err)
+	}
+	var keep, pending []map[string]any
+	for _, r := range res {
+		if urn, _ := r["urn"].(string); strings.HasSuffix(urn, "calclab:index:Deployment::"+node) {
+			pending = append(pending, map[string]any{"resource": r, "type": "creating"})
+			continue
+		}
+		keep = append(keep, r)
+	}
+	if len(pending) != 1 {
+		t.Fatalf("no deployment %s in the state", node)
+	}
+	d["resources"], _ = json.Marshal(keep)
+	d["pending_operations"], _ = json.Marshal(pending)
+	cp.Checkpoint["latest"], _ = json.Marshal(d)
+	if data, err = json.Marshal(cp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	dead := exec.Command("go", "version")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	lockDir := filepath.Join(eng.Dir(), ".pulumi", "locks", "organization", Project, eng.Spec.Name)
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock := fmt.Sprintf(`{"pid": %d, "username": "x", "hostname": %q, "timestamp": "2026-01-01T00:00:00Z"}`, dead.Process.Pid, host)
+	if err := os.WriteFile(filepath.Join(lockDir, "7d2a0c5e-crashed.json"), []byte(lock), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func lastLine(s string) string {

@@ -319,7 +319,7 @@ func (e *Engine) recover(ctx context.Context, st auto.Stack) error {
 		return nil
 	}
 	for _, p := range pending {
-		slog.Warn("pulumi: dropping a pending operation left by an interrupted run", "op", p.Type, "urn", p.Resource.URN)
+		slog.Debug("pulumi: dropping a pending operation left by an interrupted run", "op", p.Type, "urn", p.Resource.URN)
 		fmt.Fprintf(e.out(), "lab %s: an earlier run was interrupted while %s %s; dropping that pending operation and refreshing\n", e.Spec.Name, p.Type, p.Resource.URN)
 	}
 	delete(d, "pending_operations")
@@ -355,7 +355,7 @@ func (e *Engine) removeStaleLocks() {
 		if json.Unmarshal(data, &l) != nil || l.Hostname != host || l.Pid <= 0 || alive(l.Pid) {
 			return nil
 		}
-		slog.Warn("pulumi: removing the stack lock of a process that is gone", "pid", l.Pid, "lock", path)
+		slog.Debug("pulumi: removing the stack lock of a process that is gone", "pid", l.Pid, "lock", path)
 		fmt.Fprintf(e.out(), "lab %s: removing the stack lock left by pulumi process %d, which is gone\n", e.Spec.Name, l.Pid)
 		_ = os.Remove(path)
 		return nil
@@ -557,7 +557,11 @@ func (e *Engine) Down(ctx context.Context) error {
 	if err := st.Workspace().RemoveStack(ctx, st.Name()); err != nil {
 		return fmt.Errorf("pulumi stack rm %s: %w", st.Name(), err)
 	}
-	return os.RemoveAll(e.Dir())
+	if err := os.RemoveAll(e.Dir()); err != nil {
+		return fmt.Errorf("pulumi: %w", err)
+	}
+	fmt.Fprintf(e.out(), "lab %s: stack %s removed with its state (%s)\n", e.Spec.Name, st.Name(), e.Dir())
+	return nil
 }
 
 // Outputs reads the stack's outputs (no refresh, no program run).
