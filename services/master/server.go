@@ -53,13 +53,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	pol, err := balancer.New(cfg.Policy)
 	if err != nil {
-		return nil, fmt.Errorf("master: %w", err)
+		return nil, fmt.Errorf("--policy %q is not a balancing policy; use one of %s", cfg.Policy, strings.Join(balancer.Names(), ", "))
 	}
 	store, err := taskstore.Open(cfg.DataDir, taskstore.Options{
 		FlushEvery: cfg.FlushEvery, MaxTasks: cfg.MaxTasks, MaxBytes: cfg.MaxStoreBytes, Logger: cfg.Logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("master: %w", err)
+		return nil, fmt.Errorf("%w (--data-dir %s)", err, cfg.DataDir)
 	}
 	pm := newPoolMetrics()
 	s := &Server{
@@ -172,7 +172,8 @@ func Run(ctx context.Context, cfg Config) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		s.Close()
-		return fmt.Errorf("master: listen: %w", err)
+		// The command's name prefixes this (no "master: master: ...").
+		return fmt.Errorf("%w (is the port taken? choose another with --listen)", err)
 	}
 	return s.Serve(ctx, ln)
 }

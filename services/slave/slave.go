@@ -158,7 +158,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("slave: listen: %w", err)
+		// The command's name prefixes this (no "slave: slave: ...").
+		return fmt.Errorf("%w (is the port taken? choose another with --listen)", err)
 	}
 	return s.Serve(ctx, ln)
 }
@@ -170,7 +171,8 @@ func (s *Slave) Serve(ctx context.Context, ln net.Listener) error {
 	if adv == "" {
 		host, port, _ := net.SplitHostPort(ln.Addr().String())
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-			return fmt.Errorf("slave: listening on %s: set --advertise to the URL the master can reach", ln.Addr())
+			ln.Close()
+			return fmt.Errorf("listening on %s: set --advertise to the URL the master can reach", ln.Addr())
 		}
 		adv = "http://" + net.JoinHostPort(host, port)
 	}
