@@ -220,6 +220,38 @@ func TestEngineLocalCycle(t *testing.T) {
 	}
 	step("up after a crash")
 
+	// A rebuilt slave binary: the slaves' deployments update in place.
+	// (a new file renamed over the old one, as go build does: the running
+	// slaves keep theirs)
+	data, err := os.ReadFile(filepath.Join(bin, "slave"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "slave.new"), append(data, "rebuilt"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(bin, "slave.new"), filepath.Join(bin, "slave")); err != nil {
+		t.Fatal(err)
+	}
+	changes, err = eng.Changes(ctx)
+	if err != nil {
+		t.Fatalf("plan with a new slave binary: %v\n%s", err, out.String())
+	}
+	if got := summary(changes); fmt.Sprint(got) != fmt.Sprint([]string{"update calclab:index:Deployment slave-1", "update calclab:index:Deployment slave-2"}) {
+		t.Errorf("plan with a new slave binary: %v\n%s", got, out.String())
+	}
+	step("plan with a new slave binary")
+	if _, err := eng.Up(ctx); err != nil {
+		t.Fatalf("up with a new slave binary: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "calclab:index:Deployment slave-1 updated") || strings.Contains(out.String(), "replaced") {
+		t.Errorf("up with a new slave binary:\n%s", out.String())
+	}
+	if answer(t, o.MasterURL) != 20 {
+		t.Errorf("no answer after the update")
+	}
+	step("up with a new slave binary")
+
 	// One more slave in lab.yaml: a plan of exactly its node and deployment.
 	more := append(ports, freePorts(t, 1)...)
 	eng.Spec = localLab(t, dir, more, 3)
@@ -227,11 +259,7 @@ func TestEngineLocalCycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("plan with a third slave: %v\n%s", err, out.String())
 	}
-	var got []string
-	for _, c := range changes {
-		got = append(got, c.Op+" "+c.Resource)
-	}
-	sort.Strings(got)
+	got := summary(changes)
 	want := []string{"create calclab:index:Deployment slave-3", "create calclab:index:Node slave-3"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("plan with a third slave: %v, want %v\n%s", got, want, out.String())
@@ -340,6 +368,16 @@ func simulateCrash(t *testing.T, eng *Engine, node string) {
 	if err := os.WriteFile(filepath.Join(lockDir, "7d2a0c5e-crashed.json"), []byte(lock), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// summary lists changes as "op type name", sorted.
+func summary(changes []Change) []string {
+	var out []string
+	for _, c := range changes {
+		out = append(out, c.Op+" "+c.Resource)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func lastLine(s string) string {
