@@ -103,6 +103,9 @@ func TestRefusesNonsenseSettings(t *testing.T) {
 		{"not a number", []string{"--max-queue", "many"}, nil, `invalid value "many" for flag -max-queue: parse error (see --help)`},
 		{"unknown flag", []string{"--max-qeue", "5"}, nil, "flag provided but not defined: -max-qeue (see --help)"},
 		{"an argument", []string{"serve"}, nil, `unexpected arguments ["serve"] (see --help)`},
+		{"log level", []string{"--log-level", "loud"}, nil, `log level "loud": use debug, info, warn or error`},
+		{"log format", []string{"--log-format", "xml"}, nil, `log format "xml": use text or json`},
+		{"profiler address", []string{"--pprof-listen", "6060"}, nil, `--pprof-listen "6060" is not host:port, e.g. 127.0.0.1:5000 or :5000`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/calclab/calclab/services/httpserve"
 )
 
 // Exit ends a command's main: status 0 for no error or --help, else the
@@ -82,6 +84,14 @@ func (s *Service) Parse(fs *flag.FlagSet, summary string, args []string) error {
 		return &UsageError{Err: fmt.Errorf("%w (see --help)", err)}
 	case fs.NArg() > 0:
 		return Usagef("unexpected arguments %q (see --help)", fs.Args())
+	}
+	if _, err := Logger(io.Discard, *s.level, *s.format); err != nil {
+		return &UsageError{Err: err}
+	}
+	if *s.pprof != "" {
+		if err := httpserve.CheckListen(*s.pprof); err != nil {
+			return Usagef("--pprof-listen %w", err)
+		}
 	}
 	return nil
 }
