@@ -65,6 +65,8 @@ func parse(args []string, getenv func(string) string) (master.Config, *envflag.S
 	fs.DurationVar(&cfg.FlushEvery, "flush-every", cfg.FlushEvery, "group-commit interval of the task store (what a crash can lose)")
 	fs.IntVar(&cfg.MandelMaxPixels, "mandel-max-pixels", cfg.MandelMaxPixels, "max pixels (width*height) of one Mandelbrot render")
 	fs.IntVar(&cfg.MandelMaxIter, "mandel-max-iter", cfg.MandelMaxIter, "max iterations of one Mandelbrot render")
+	fs.Int64Var(&cfg.MandelMaxWork, "mandel-max-work", cfg.MandelMaxWork, "max work of one Mandelbrot render: width*height*max_iter (beyond: 413)")
+	fs.Int64Var(&cfg.MandelMaxWorkInFlight, "mandel-max-work-in-flight", cfg.MandelMaxWorkInFlight, "max work of all Mandelbrot renders in flight (beyond: 503, retry)")
 	fs.DurationVar(&cfg.TileTimeout, "tile-timeout", cfg.TileTimeout, "timeout of one try of one Mandelbrot tile on one slave")
 	svc := envflag.ServiceFlags(fs)
 	svc.Getenv = getenv

@@ -86,6 +86,13 @@ func SeedFrame() Frame {
 	return Frame{Scale: 3.0 / 500, Width: 500, Height: 500, MaxIter: 30}
 }
 
+// Work is the frame's worst-case cost in iterations: width x height x
+// max_iter (every pixel iterating to max_iter), for admission budgets.
+// Non-positive dimensions count as 0.
+func (f Frame) Work() int64 {
+	return int64(max(f.Width, 0)) * int64(max(f.Height, 0)) * int64(max(f.MaxIter, 0))
+}
+
 // Origin returns the complex value sampled at frame pixel (0, 0):
 // (CX - Width/2*Scale, CY + Height/2*Scale).
 func (f Frame) Origin() (x0, y0 float64) {

@@ -56,6 +56,11 @@ type Config struct {
 	// MandelMaxPixels and MandelMaxIter bound one Mandelbrot render.
 	MandelMaxPixels int
 	MandelMaxIter   int
+	// MandelMaxWork bounds one render's work, width x height x max_iter
+	// (the iterations it may take); MandelMaxWorkInFlight bounds the sum
+	// over the renders in flight. Beyond the first: 413; the second: 503.
+	MandelMaxWork         int64
+	MandelMaxWorkInFlight int64
 	// TileTimeout bounds one try of one tile on one slave.
 	TileTimeout time.Duration
 
@@ -87,7 +92,11 @@ func Defaults() Config {
 		MaxStoreBytes:     256 << 20,
 		MandelMaxPixels:   4096 * 4096,
 		MandelMaxIter:     100000,
-		TileTimeout:       60 * time.Second,
+		// 2.5e10 iterations: a 4K frame at 3000 iterations, ~45 s of two
+		// slaves on two shared cores; two such renders at once.
+		MandelMaxWork:         25e9,
+		MandelMaxWorkInFlight: 50e9,
+		TileTimeout:           60 * time.Second,
 	}
 }
 
@@ -139,6 +148,8 @@ func (c Config) Check() error {
 		{"max-store-bytes", c.MaxStoreBytes},
 		{"mandel-max-pixels", int64(c.MandelMaxPixels)},
 		{"mandel-max-iter", int64(c.MandelMaxIter)},
+		{"mandel-max-work", c.MandelMaxWork},
+		{"mandel-max-work-in-flight", c.MandelMaxWorkInFlight},
 	} {
 		if n.v < 1 {
 			return fmt.Errorf("--%s must be at least 1, got %d", n.flag, n.v)

@@ -114,6 +114,13 @@ func (s *Server) parseFrame(q url.Values) (frameRequest, error) {
 		}
 		return r, e
 	}
+	if work := f.Work(); work > s.cfg.MandelMaxWork {
+		e := httpserve.Errorf(http.StatusRequestEntityTooLarge,
+			"render work width x height x max_iter = %d x %d x %d = %.3g iterations is over this master's limit of %.3g (--mandel-max-work): lower max_iter or the size",
+			f.Width, f.Height, f.MaxIter, float64(work), float64(s.cfg.MandelMaxWork))
+		e.Body.Field = "max_iter"
+		return r, e
+	}
 	if r.tile != 0 && (r.tile < 16 || r.tile > 1024) {
 		e := httpserve.Errorf(http.StatusBadRequest, "tile must be from 16 to 1024 pixels, got %d", r.tile)
 		e.Body.Field = "tile"
@@ -133,6 +140,25 @@ func (s *Server) parseFrame(q url.Values) (frameRequest, error) {
 	}
 	r.frame = f
 	return r, nil
+}
+
+// reserveWork counts a render's work against the in-flight budget; the
+// returned function gives it back. Over the budget: 503 with Retry-After.
+func (s *Server) reserveWork(f mandel.Frame) (func(), error) {
+	work := f.Work()
+	for {
+		cur := s.workInFlight.Load()
+		if cur+work > s.cfg.MandelMaxWorkInFlight {
+			e := httpserve.Errorf(http.StatusServiceUnavailable,
+				"renders in flight already take %.3g of this master's %.3g iterations (--mandel-max-work-in-flight); this one needs %.3g: retry when they finish",
+				float64(cur), float64(s.cfg.MandelMaxWorkInFlight), float64(work))
+			e.RetryAfter = 2
+			return nil, e
+		}
+		if s.workInFlight.CompareAndSwap(cur, cur+work) {
+			return func() { s.workInFlight.Add(-work) }, nil
+		}
+	}
 }
 
 // tileSide picks the tile size for a frame: Mandelbrot tiles differ in cost
@@ -265,6 +291,11 @@ func (s *Server) render(c *echo.Context) error {
 	if err := s.admit(); err != nil {
 		return admitError(err)
 	}
+	release, err := s.reserveWork(r.frame)
+	if err != nil {
+		return err
+	}
+	defer release()
 	img := image.NewRGBA(image.Rect(0, 0, r.frame.Width, r.frame.Height))
 	// Encode the PNG band by band (a band is one row of tiles) while the
 	// bands below are still rendering.
@@ -374,6 +405,11 @@ func (s *Server) stream(c *echo.Context) error {
 	if err := s.admit(); err != nil {
 		return admitError(err)
 	}
+	release, err := s.reserveWork(r.frame)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w := c.Response()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/calclab/calclab/internal/sse"
 	"github.com/calclab/calclab/services/mandel"
+	"github.com/calclab/calclab/services/master"
 )
 
 func decodePNG(t *testing.T, data []byte) *image.RGBA {
@@ -166,6 +168,9 @@ func TestRenderBadInput(t *testing.T) {
 		{"colormap=rainbow-unicorn", 400, "colormap"},
 		{"policy=random", 400, "policy"},
 		{"tile=3", 400, "tile"},
+		// 4096 x 4096 x 100000 = 1.7e12 iterations (~50 minutes of a small
+		// cluster) passed every other limit: now the work budget says no.
+		{"width=4096&height=4096&max_iter=100000", 413, "max_iter"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -177,6 +182,49 @@ func TestRenderBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRenderWorkInFlightIsBounded: a render over the budget of work in
+// flight is refused with 503 and Retry-After while another holds the
+// budget, naming the limit, and admitted once that one is done.
+func TestRenderWorkInFlightIsBounded(t *testing.T) {
+	c := startCluster(t, 1, func(cfg *master.Config) {
+		cfg.MandelMaxWorkInFlight = 3e9 // one render of 2e9 at a time
+	})
+	const heavy = "/mandelbrot/stream?width=2000&height=1000&max_iter=1000&cx=-0.7436447860&cy=0.1318252536&scale=1.5e-7"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.master+heavy, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("first render: %d", res.StatusCode)
+	}
+	var e map[string]string
+	r := call(t, http.MethodGet, c.master+"/mandelbrot/render?width=2000&height=1000&max_iter=1000", "", nil, &e)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(e["error"], "--mandel-max-work-in-flight") {
+		t.Fatalf("second heavy render while the first runs: %d %s (Retry-After %q)", r.code, r.body, r.header.Get("Retry-After"))
+	}
+	// A small render still fits beside it.
+	if r := call(t, http.MethodGet, c.master+"/mandelbrot/render?width=200&height=200&max_iter=100", "", nil, nil); r.code != http.StatusOK {
+		t.Fatalf("small render beside the heavy one: %d %s", r.code, r.body)
+	}
+	cancel()
+	res.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := call(t, http.MethodGet, c.master+"/mandelbrot/render?width=2000&height=1000&max_iter=1000&scale=0.01", "", nil, nil)
+		if r.code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the budget was not given back after the client left: %d %s", r.code, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

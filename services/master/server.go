@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -28,17 +29,19 @@ import (
 
 // Server is a running master.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	store    *taskstore.Store
-	pool     *dispatch.Pool
-	echo     *echo.Echo
-	reg      *prometheus.Registry
-	tasks    *prometheus.CounterVec
-	rejected *prometheus.CounterVec
-	batch    prometheus.Counter
-	renders  prometheus.Counter
-	pm       *poolMetrics
+	// workInFlight is the work (iterations) of the renders in flight.
+	workInFlight atomic.Int64
+	cfg          Config
+	log          *slog.Logger
+	store        *taskstore.Store
+	pool         *dispatch.Pool
+	echo         *echo.Echo
+	reg          *prometheus.Registry
+	tasks        *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
+	batch        prometheus.Counter
+	renders      prometheus.Counter
+	pm           *poolMetrics
 
 	runner *runner.Runner      // the task path: admit, store, dispatch, record
 	slaves *slaveclient.Client // every call to a slave
