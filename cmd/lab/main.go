@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,7 +41,7 @@ var verbs = map[string]verb{
 	"ssh":        {"ssh NODE [-- CMD...]", "shell or command on a node (VM providers)"},
 	"ssh-config": {"ssh-config", "OpenSSH config for the lab's VMs: ssh -F .lab/ssh_config slave-1"},
 	"deploy":     {"deploy", "(re)install the services on the VMs over SSH; idempotent (native engine)"},
-	"validate":   {"validate", "check lab.yaml (and the flags) and print the nodes"},
+	"validate":   {"validate [--json]", "check lab.yaml (and the flags) and print the nodes"},
 	"plan":       {"plan [--out DIR]", "what up would do, doing nothing: the engines' preview (ends in \"no changes\" on a converged lab); hyperv: the PowerShell scripts (--out writes NN-step.ps1 files and each node's seed)"},
 	"version":    {"version", "print lab's version"},
 	"info":       {"info NODE [--json]", "one node: role, address, pid or VM, health, log, SSH target, its service's settings"},
@@ -429,13 +430,34 @@ func (c *cli) runNative(ctx context.Context, cmd string, args []string) error {
 		}
 		return nil
 	case "validate":
-		return noArgs(cmd, args, func() error {
-			fmt.Fprintf(out, "%s: ok: lab %s, provider %s, engine %s, network %s\n", s.File, s.Name, s.Provider, c.eng, s.Network.CIDR)
-			for _, n := range s.Nodes {
-				fmt.Fprintf(out, "  %-10s %-7s %-15s local %s\n", n.Name, n.Role, n.IP, local.URL(s, n))
+		vf := flag.NewFlagSet("validate", flag.ContinueOnError)
+		asJSON := vf.Bool("json", false, "print the checked lab as JSON")
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			return noArgs(cmd, args, nil)
+		}
+		if err := parseVerb(vf, cmd, args, 0); err != nil {
+			return err
+		}
+		if *asJSON {
+			type node struct {
+				Name, Role, IP, URL string
 			}
-			return nil
-		})
+			v := struct {
+				File, Name, Provider, Engine, Network string
+				Nodes                                 []node
+			}{s.File, s.Name, s.Provider, c.eng, s.Network.CIDR, nil}
+			for _, n := range s.Nodes {
+				v.Nodes = append(v.Nodes, node{n.Name, n.Role, n.IP, local.URL(s, n)})
+			}
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		}
+		fmt.Fprintf(out, "%s: ok: lab %s, provider %s, engine %s, network %s\n", s.File, s.Name, s.Provider, c.eng, s.Network.CIDR)
+		for _, n := range s.Nodes {
+			fmt.Fprintf(out, "  %-10s %-7s %-15s local %s\n", n.Name, n.Role, n.IP, local.URL(s, n))
+		}
+		return nil
 	}
 	return unknownCommand(cmd)
 }

@@ -133,6 +133,7 @@ func TestArguments(t *testing.T) {
 		{"unknown command", []string{"--file", good, "launch"}, `unknown command "launch"`, ""},
 		{"unknown status flag", []string{"--file", good, "--state-dir", state, "status", "--yaml"}, "status: flag provided but not defined: -yaml", ""},
 		{"status without a value", []string{"--file", good, "status", "--file"}, "flag needs an argument", ""},
+		{"validate as JSON", []string{"validate", "--json", "--file", good}, "", `"Provider": "local"`},
 		{"version flag", []string{"--version"}, "", "lab "},
 		{"version command", []string{"version"}, "", "lab "},
 		{"help for a command", []string{"help", "logs"}, "", "Usage: lab [flags] logs NODE"},
