@@ -346,6 +346,9 @@ func (c *cli) runNative(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
+		if len(bad) == len(s.Nodes) && allStopped(bad) {
+			return fmt.Errorf("lab %s is not up (lab up starts it)", s.Name)
+		}
 		if len(bad) > 0 {
 			return fmt.Errorf("lab %s is not healthy: %s", s.Name, strings.Join(bad, ", "))
 		}
@@ -477,6 +480,16 @@ func nodeArg(fs *flag.FlagSet, cmd string, args []string) (string, error) {
 		return "", fmt.Errorf("usage: lab %s", verbs[cmd].usage)
 	}
 	return node, nil
+}
+
+// allStopped reports whether every "node health" entry is "stopped".
+func allStopped(bad []string) bool {
+	for _, b := range bad {
+		if !strings.HasSuffix(b, " stopped") {
+			return false
+		}
+	}
+	return true
 }
 
 // parseVerb parses a command's own flags and allows at most maxArgs

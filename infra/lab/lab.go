@@ -6,7 +6,6 @@ package lab
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -284,11 +283,14 @@ func (l *Lab) Down(ctx context.Context) error {
 		return fmt.Errorf("lab down: %w", err)
 	}
 	if l.StateDir != "" {
-		for _, f := range []string{driver.SSHConfigFile(l.StateDir), l.TokenFile} {
+		// The lab's own files, the same for every provider: ssh_config, the
+		// SSH key pair and known hosts (made by up or by plan's seeds), the
+		// generated token.
+		for _, f := range []string{driver.SSHConfigFile(l.StateDir), driver.KeyDir(l.StateDir), driver.KnownHostsFile(l.StateDir), l.TokenFile} {
 			if f == "" {
 				continue
 			}
-			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.RemoveAll(f); err != nil {
 				return fmt.Errorf("lab down: %w", err)
 			}
 		}
