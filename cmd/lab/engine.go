@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -42,10 +41,10 @@ func (c *cli) runEngine(ctx context.Context, cmd string, args []string) (handled
 			if err := e.Down(ctx); err != nil {
 				return err
 			}
-			if c.lab.TokenFile != "" {
-				_ = os.Remove(c.lab.TokenFile)
-			}
 			c.forget()
+			if err := c.lab.RemoveFiles(); err != nil {
+				return fmt.Errorf("lab down: %w", err)
+			}
 			fmt.Fprintf(c.out, "lab %s is down\n", c.spec.Name)
 			return nil
 		})

@@ -434,3 +434,50 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestEnginesReachHyperV: lab up --engine terraform|pulumi --provider
+// hyperv goes through the resource model to the hyperv driver, which on a
+// machine without Windows PowerShell says what to do; lab down then
+// leaves nothing. Never run against real Hyper-V.
+func TestEnginesReachHyperV(t *testing.T) {
+	if _, err := exec.LookPath("powershell.exe"); err == nil {
+		t.Skip("powershell.exe is on PATH: this test is for machines without it")
+	}
+	if _, err := terraform.FindTerraform(context.Background()); err != nil {
+		t.Skipf("%v (make tools builds it)", err)
+	}
+	bin := binaries(t)
+	// VM providers install bin/linux-amd64/{master,slave}: stand-ins will do.
+	if err := os.MkdirAll(filepath.Join(bin, "linux-amd64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"master", "slave"} {
+		if err := os.WriteFile(filepath.Join(bin, "linux-amd64", role), []byte(role), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("..", "..", "lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "noble-server-cloudimg-amd64.img"), []byte("image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, ".lab")
+	var out bytes.Buffer
+	err = run([]string{"--file", file, "--state-dir", state, "--bin-dir", bin, "--engine", "terraform", "--provider", "hyperv", "up"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "powershell.exe not found") || !strings.Contains(err.Error(), "hyperv: {host:") {
+		t.Fatalf("lab up --engine terraform --provider hyperv without Windows: %v\n%s", err, out.String())
+	}
+	if err := run([]string{"--file", file, "--state-dir", state, "--bin-dir", bin, "down"}, &out); err != nil {
+		t.Fatalf("lab down: %v\n%s", err, out.String())
+	}
+	if entries, err := os.ReadDir(state); !os.IsNotExist(err) {
+		t.Fatalf("lab down left %v", entries)
+	}
+}

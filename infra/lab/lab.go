@@ -276,25 +276,34 @@ func (l *Lab) Console(ctx context.Context, node string, follow bool, w io.Writer
 	return l.Driver.Console(ctx, l.Spec, node, follow, w)
 }
 
+// RemoveFiles removes the lab's own files in its state dir, the same for
+// every provider and engine: ssh_config, the SSH key pair and known hosts
+// (made by up, or by plan's seeds), the generated token; then the state
+// dir itself when nothing else is left in it.
+func (l *Lab) RemoveFiles() error {
+	if l.StateDir == "" {
+		return nil
+	}
+	for _, f := range []string{driver.SSHConfigFile(l.StateDir), driver.KeyDir(l.StateDir), driver.KnownHostsFile(l.StateDir), l.TokenFile} {
+		if f == "" {
+			continue
+		}
+		if err := os.RemoveAll(f); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(l.StateDir) // only when empty
+	return nil
+}
+
 // Down stops every node and removes the lab's files.
 func (l *Lab) Down(ctx context.Context) error {
 	start := time.Now()
 	if err := l.Driver.Down(ctx, l.Spec); err != nil {
 		return fmt.Errorf("lab down: %w", err)
 	}
-	if l.StateDir != "" {
-		// The lab's own files, the same for every provider: ssh_config, the
-		// SSH key pair and known hosts (made by up or by plan's seeds), the
-		// generated token.
-		for _, f := range []string{driver.SSHConfigFile(l.StateDir), driver.KeyDir(l.StateDir), driver.KnownHostsFile(l.StateDir), l.TokenFile} {
-			if f == "" {
-				continue
-			}
-			if err := os.RemoveAll(f); err != nil {
-				return fmt.Errorf("lab down: %w", err)
-			}
-		}
-		_ = os.Remove(l.StateDir) // only when empty
+	if err := l.RemoveFiles(); err != nil {
+		return fmt.Errorf("lab down: %w", err)
 	}
 	fmt.Fprintf(l.Out, "lab %s is down (%s)\n", l.Spec.Name, time.Since(start).Round(time.Millisecond))
 	return nil

@@ -35,6 +35,9 @@ type DeploymentArgs struct {
 	SSHUser   string `json:"sshUser" pulumi:"sshUser" tfsdk:"ssh_user"`
 	LocalHost string `json:"localHost" pulumi:"localHost" tfsdk:"local_host"`
 	LocalPort int    `json:"localPort" pulumi:"localPort" tfsdk:"local_port"`
+	// Network is the switch's name (the hyperv provider names its VMs'
+	// switch with it).
+	Network string `json:"network,omitempty" pulumi:"network,optional" tfsdk:"network"`
 
 	MasterPort int    `json:"masterPort" pulumi:"masterPort" tfsdk:"master_port"`
 	SlavePort  int    `json:"slavePort" pulumi:"slavePort" tfsdk:"slave_port"`
@@ -48,6 +51,10 @@ type DeploymentArgs struct {
 	// BinaryHash is BinaryHash(provider, binDir, role): a new binary is an
 	// in-place update.
 	BinaryHash string `json:"binaryHash" pulumi:"binaryHash" tfsdk:"binary_hash"`
+	// HyperV is lab.yaml's hyperv: block as JSON (HyperVJSON), for the
+	// hyperv provider: which Windows host, user, folder and image; empty
+	// for the other providers.
+	HyperV string `json:"hyperv,omitempty" pulumi:"hyperv,optional" tfsdk:"hyperv"`
 }
 
 // DeploymentState is a deployed, answering service.
@@ -68,6 +75,9 @@ var deploymentInPlace = []string{"binDir", "ip", "cidr", "sshUser", "localHost",
 // Check validates the inputs.
 func (a DeploymentArgs) Check() error {
 	if err := checkCommon(a.Lab, a.Provider, a.StateDir); err != nil {
+		return fmt.Errorf("deployment %s: %w", a.Node, err)
+	}
+	if err := checkHyperV(a.Provider, a.HyperV); err != nil {
 		return fmt.Errorf("deployment %s: %w", a.Node, err)
 	}
 	if a.Role == spec.RoleSlave && a.MasterNode == "" {
@@ -92,7 +102,8 @@ func (a DeploymentArgs) Check() error {
 func (a DeploymentArgs) lab() *spec.Lab {
 	l := &spec.Lab{
 		Name: a.Lab, Provider: a.Provider, SSHUser: a.SSHUser,
-		Network: spec.Network{CIDR: a.CIDR},
+		Network: spec.Network{Name: a.Network, CIDR: a.CIDR},
+		HyperV:  hyperVOf(a.HyperV),
 		Services: spec.Services{
 			MasterPort: a.MasterPort, SlavePort: a.SlavePort, Policy: a.Policy,
 			Token: a.Token, LocalHost: a.LocalHost,

@@ -20,6 +20,10 @@ type NetworkArgs struct {
 	Name     string `json:"name" pulumi:"name" tfsdk:"name"`
 	CIDR     string `json:"cidr" pulumi:"cidr" tfsdk:"cidr"`
 	Gateway  string `json:"gateway,omitempty" pulumi:"gateway,optional" tfsdk:"gateway"`
+	// HyperV is lab.yaml's hyperv: block as JSON (HyperVJSON), for the
+	// hyperv provider: which Windows host, user, folder and image; empty
+	// for the other providers.
+	HyperV string `json:"hyperv,omitempty" pulumi:"hyperv,optional" tfsdk:"hyperv"`
 }
 
 // NetworkState is a created network.
@@ -36,6 +40,9 @@ func (a NetworkArgs) ID() string { return a.Lab + "/network/" + a.Name }
 // Check validates the inputs.
 func (a NetworkArgs) Check() error {
 	if err := checkCommon(a.Lab, a.Provider, a.StateDir); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	if err := checkHyperV(a.Provider, a.HyperV); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	if a.Name == "" {
@@ -55,7 +62,7 @@ func (a NetworkArgs) Check() error {
 }
 
 func (a NetworkArgs) lab() *spec.Lab {
-	return &spec.Lab{Name: a.Lab, Provider: a.Provider, Network: spec.Network{Name: a.Name, CIDR: a.CIDR, Gateway: a.Gateway}}
+	return &spec.Lab{Name: a.Lab, Provider: a.Provider, Network: spec.Network{Name: a.Name, CIDR: a.CIDR, Gateway: a.Gateway}, HyperV: hyperVOf(a.HyperV)}
 }
 
 // Create records the network. The VM providers start their switch with

@@ -44,6 +44,10 @@ type NodeArgs struct {
 	// ServicePort is the port the node's service listens on inside a VM
 	// (master_port or slave_port), forwarded from the host.
 	ServicePort int `json:"servicePort" pulumi:"servicePort" tfsdk:"service_port"`
+	// HyperV is lab.yaml's hyperv: block as JSON (HyperVJSON), for the
+	// hyperv provider: which Windows host, user, folder and image; empty
+	// for the other providers.
+	HyperV string `json:"hyperv,omitempty" pulumi:"hyperv,optional" tfsdk:"hyperv"`
 }
 
 // NodeState is a created node.
@@ -66,6 +70,9 @@ func (a NodeArgs) ID() string { return a.Lab + "/" + a.Name }
 // Check validates the inputs.
 func (a NodeArgs) Check() error {
 	if err := checkCommon(a.Lab, a.Provider, a.StateDir); err != nil {
+		return fmt.Errorf("node %s: %w", a.Name, err)
+	}
+	if err := checkHyperV(a.Provider, a.HyperV); err != nil {
 		return fmt.Errorf("node %s: %w", a.Name, err)
 	}
 	l := a.lab()
@@ -96,6 +103,7 @@ func (a NodeArgs) lab() *spec.Lab {
 		Network:  spec.Network{Name: a.Network, CIDR: a.CIDR, Gateway: a.Gateway},
 		Services: spec.Services{LocalHost: a.LocalHost, MasterPort: a.ServicePort, SlavePort: a.ServicePort, Policy: "least-conn"},
 		Nodes:    []spec.Node{a.node()},
+		HyperV:   hyperVOf(a.HyperV),
 	}
 	return l
 }

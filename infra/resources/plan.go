@@ -34,7 +34,7 @@ func FromSpec(lab *spec.Lab, stateDir, binDir string) (Plan, error) {
 	}
 	p := Plan{Network: NetworkArgs{
 		Lab: lab.Name, Provider: lab.Provider, StateDir: stateDir,
-		Name: lab.Network.Name, CIDR: lab.Network.CIDR, Gateway: lab.Network.Gateway,
+		Name: lab.Network.Name, CIDR: lab.Network.CIDR, Gateway: lab.Network.Gateway, HyperV: HyperVJSON(lab),
 	}}
 	hashes := map[string]string{}
 	for _, role := range []string{spec.RoleMaster, spec.RoleSlave} {
@@ -52,14 +52,14 @@ func FromSpec(lab *spec.Lab, stateDir, binDir string) (Plan, error) {
 			Lab: lab.Name, Provider: lab.Provider, StateDir: stateDir, LabFile: labFile,
 			Network: lab.Network.Name, CIDR: lab.Network.CIDR, Gateway: lab.Network.Gateway, SSHUser: lab.SSHUser,
 			Name: n.Name, Role: n.Role, IP: n.IP, CPUs: n.CPUs, MemoryMB: n.Memory, DiskGB: n.Disk, Image: n.Image,
-			LocalHost: lab.Services.LocalHost, LocalPort: n.LocalPort, ServicePort: port,
+			LocalHost: lab.Services.LocalHost, LocalPort: n.LocalPort, ServicePort: port, HyperV: HyperVJSON(lab),
 		})
 		d := DeploymentArgs{
 			Lab: lab.Name, Provider: lab.Provider, StateDir: stateDir, BinDir: binDir,
-			Node: n.Name, Role: n.Role, IP: n.IP, CIDR: lab.Network.CIDR, SSHUser: lab.SSHUser,
+			Node: n.Name, Role: n.Role, IP: n.IP, CIDR: lab.Network.CIDR, Network: lab.Network.Name, SSHUser: lab.SSHUser,
 			LocalHost: lab.Services.LocalHost, LocalPort: n.LocalPort,
 			MasterPort: lab.Services.MasterPort, SlavePort: lab.Services.SlavePort,
-			Policy: lab.Services.Policy, Token: lab.Services.Token, BinaryHash: hashes[n.Role],
+			Policy: lab.Services.Policy, Token: lab.Services.Token, BinaryHash: hashes[n.Role], HyperV: HyperVJSON(lab),
 		}
 		if n.Role == spec.RoleSlave {
 			d.MasterNode, d.MasterIP, d.MasterLocalPort = m.Name, m.IP, m.LocalPort

@@ -28,6 +28,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -38,6 +39,7 @@ import (
 	"sync"
 
 	"github.com/calclab/calclab/infra/driver"
+	"github.com/calclab/calclab/infra/driver/hyperv"
 	"github.com/calclab/calclab/infra/driver/local"
 	"github.com/calclab/calclab/infra/driver/qemu"
 	"github.com/calclab/calclab/infra/spec"
@@ -150,10 +152,45 @@ func newDriver(provider, stateDir, binDir string) (driver.Driver, error) {
 	case "qemu":
 		return &qemu.Driver{Dir: stateDir}, nil
 	case "hyperv":
-		return nil, fmt.Errorf("provider %q: %w in this build (use local or qemu)", provider, driver.ErrUnsupported)
+		return &hyperv.Driver{Dir: stateDir}, nil
 	default:
 		return nil, fmt.Errorf("unknown provider %q (local, qemu, hyperv)", provider)
 	}
+}
+
+// HyperVJSON is lab's hyperv: block as the resources carry it: JSON for
+// the hyperv provider, "" for the others (so their state never changes
+// with it).
+func HyperVJSON(lab *spec.Lab) string {
+	if lab.Provider != "hyperv" {
+		return ""
+	}
+	data, _ := json.Marshal(lab.HyperV) // strings and an int: cannot fail
+	return string(data)
+}
+
+// hyperVOf decodes HyperVJSON; Check has refused what does not decode.
+func hyperVOf(s string) spec.HyperV {
+	var h spec.HyperV
+	if s != "" {
+		_ = json.Unmarshal([]byte(s), &h)
+	}
+	return h
+}
+
+// checkHyperV refuses a hyperv value that is not HyperVJSON's.
+func checkHyperV(provider, s string) error {
+	if s == "" {
+		return nil
+	}
+	if provider != "hyperv" {
+		return fmt.Errorf("hyperv: set for the %s provider (only hyperv uses it)", provider)
+	}
+	var h spec.HyperV
+	if err := json.Unmarshal([]byte(s), &h); err != nil {
+		return fmt.Errorf("hyperv: %q is not lab.yaml's hyperv block as JSON: %w", s, err)
+	}
+	return nil
 }
 
 // remote reports whether a provider's nodes are machines reached over SSH.
@@ -214,7 +251,9 @@ func otherHost(cidr string, avoid ...string) string {
 	if err != nil {
 		return ""
 	}
-	for ip := p.Addr().Next(); p.Contains(ip); ip = ip.Next() {
+	// Not the network's first address either: the hyperv provider keeps it
+	// for the Windows host when no gateway is given.
+	for ip := p.Addr().Next().Next(); p.Contains(ip); ip = ip.Next() {
 		if !contains(avoid, ip.String()) {
 			return ip.String()
 		}

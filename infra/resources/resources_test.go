@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -246,6 +247,8 @@ func TestCheckRefusesBadInputs(t *testing.T) {
 		{"unknown provider", with(plan.Nodes[0], func(a *resources.NodeArgs) { a.Provider = "vbox" }).Check(), "not one of"},
 		{"slave without master", withD(plan.Deployments[1], func(a *resources.DeploymentArgs) { a.MasterNode = "" }).Check(), "masterNode"},
 		{"bad cidr", func() error { a := plan.Network; a.CIDR = "10.0.0.1/24"; return a.Check() }(), "not an IPv4 network"},
+		{"hyperv block on another provider", with(plan.Nodes[0], func(a *resources.NodeArgs) { a.HyperV = `{"Host":"win"}` }).Check(), "set for the local provider"},
+		{"hyperv block not JSON", with(plan.Nodes[0], func(a *resources.NodeArgs) { a.Provider, a.HyperV = "hyperv", "host=win" }).Check(), "not lab.yaml's hyperv block"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +256,48 @@ func TestCheckRefusesBadInputs(t *testing.T) {
 				t.Fatalf("err %v, want %q", tt.err, tt.want)
 			}
 		})
+	}
+}
+
+// TestHyperVThroughTheModel: the resources drive the hyperv provider like
+// the others. Without Windows and without a hyperv host in lab.yaml the
+// hyperv driver itself answers (PowerShell not found, name a host), so
+// both engines reach Hyper-V through the same driver as lab --provider
+// hyperv. Never run against real Hyper-V.
+func TestHyperVThroughTheModel(t *testing.T) {
+	if _, err := exec.LookPath("powershell.exe"); err == nil {
+		t.Skip("powershell.exe is on PATH: this test is for machines without Windows PowerShell")
+	}
+	lab := testSpec(t, 1)
+	lab.Provider = "hyperv"
+	lab.HyperV = spec.HyperV{Dir: `D:\labs`}
+	// VM providers hash bin/linux-amd64/{master,slave}: stand-ins will do.
+	bin := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(bin, "linux-amd64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"master", "slave"} {
+		if err := os.WriteFile(filepath.Join(bin, "linux-amd64", role), []byte(role), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan, err := resources.FromSpec(lab, t.TempDir(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{plan.Network.HyperV, plan.Nodes[1].HyperV, plan.Deployments[1].HyperV} {
+		if !strings.Contains(h, `"Dir":"D:\\labs"`) {
+			t.Fatalf("the hyperv block does not reach the resources: %q", h)
+		}
+	}
+	_, err = plan.Nodes[1].Create(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "powershell.exe not found") || !strings.Contains(err.Error(), "hyperv: {host:") {
+		t.Fatalf("creating a hyperv node without Windows: %v", err)
+	}
+	// The other providers' inputs do not carry it.
+	lab.Provider = "qemu"
+	if plan, err = resources.FromSpec(lab, t.TempDir(), bin); err != nil || plan.Nodes[0].HyperV != "" {
+		t.Fatalf("qemu plan: %v, hyperv %q", err, plan.Nodes[0].HyperV)
 	}
 }
 

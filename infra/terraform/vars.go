@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/calclab/calclab/infra/resources"
 	"github.com/calclab/calclab/infra/spec"
 )
 
@@ -28,6 +29,9 @@ type LabVars struct {
 	LabFile   string `json:"lab_file"`
 	SSHUser   string `json:"ssh_user"`
 	LocalHost string `json:"local_host"`
+	// HyperV is lab.yaml's hyperv: block as JSON for the hyperv provider
+	// ("" for the others), as the resources take it.
+	HyperV string `json:"hyperv"`
 }
 
 // NetworkVars is the internal switch.
@@ -76,7 +80,7 @@ func VarsFor(lab *spec.Lab, stateDir, binDir string) (Vars, error) {
 	}
 	v := Vars{
 		Lab: LabVars{Name: lab.Name, Provider: lab.Provider, StateDir: stateDir, BinDir: binDir,
-			LabFile: labFile, SSHUser: lab.SSHUser, LocalHost: lab.Services.LocalHost},
+			LabFile: labFile, SSHUser: lab.SSHUser, LocalHost: lab.Services.LocalHost, HyperV: resources.HyperVJSON(lab)},
 		Network:  NetworkVars{Name: lab.Network.Name, CIDR: lab.Network.CIDR, Gateway: lab.Network.Gateway},
 		Services: ServiceVars{MasterPort: lab.Services.MasterPort, SlavePort: lab.Services.SlavePort, Policy: lab.Services.Policy},
 		Nodes:    map[string]NodeVars{},

@@ -32,6 +32,7 @@ resource "calclab_network" "lab" {
   name      = var.network.name
   cidr      = var.network.cidr
   gateway   = var.network.gateway
+  hyperv    = var.lab.hyperv
 }
 
 resource "calclab_node" "node" {
@@ -54,6 +55,7 @@ resource "calclab_node" "node" {
   local_host   = var.lab.local_host
   local_port   = each.value.local_port
   service_port = each.value.role == "master" ? var.services.master_port : var.services.slave_port
+  hyperv       = var.lab.hyperv
 }
 
 resource "calclab_deployment" "master" {
@@ -65,6 +67,7 @@ resource "calclab_deployment" "master" {
   role        = "master"
   ip          = var.nodes[local.master].ip
   cidr        = var.network.cidr
+  network     = var.network.name
   ssh_user    = var.lab.ssh_user
   local_host  = var.lab.local_host
   local_port  = var.nodes[local.master].local_port
@@ -73,6 +76,7 @@ resource "calclab_deployment" "master" {
   policy      = var.services.policy
   token       = var.token
   binary_hash = "sha256:${filesha256("${local.bin_dir}/master")}"
+  hyperv      = var.lab.hyperv
 }
 
 resource "calclab_deployment" "slave" {
@@ -85,6 +89,7 @@ resource "calclab_deployment" "slave" {
   role              = "slave"
   ip                = each.value.ip
   cidr              = var.network.cidr
+  network           = var.network.name
   ssh_user          = var.lab.ssh_user
   local_host        = var.lab.local_host
   local_port        = each.value.local_port
@@ -96,4 +101,5 @@ resource "calclab_deployment" "slave" {
   master_ip         = var.nodes[local.master].ip
   master_local_port = var.nodes[local.master].local_port
   binary_hash       = "sha256:${filesha256("${local.bin_dir}/slave")}"
+  hyperv            = var.lab.hyperv
 }

@@ -12,6 +12,7 @@ variable "lab" {
     lab_file   = string
     ssh_user   = string
     local_host = string
+    hyperv     = string
   })
 }
 
