@@ -497,6 +497,9 @@ func allStopped(bad []string) bool {
 func parseVerb(fs *flag.FlagSet, cmd string, args []string, maxArgs int) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
+			return fmt.Errorf("%s: unknown flag -%s (lab help %s; global flags: lab help)", cmd, name, cmd)
+		}
 		return fmt.Errorf("%s: %w (lab help %s)", cmd, err, cmd)
 	}
 	if fs.NArg() > maxArgs {
@@ -513,6 +516,9 @@ func firstArg(args []string) (string, []string) {
 }
 
 func noArgs(cmd string, args []string, fn func() error) error {
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		return fmt.Errorf("%s: unknown flag %s (lab help %s; global flags: lab help)", cmd, args[0], cmd)
+	}
 	if len(args) > 0 {
 		hint := ""
 		if strings.HasSuffix(args[0], ".yaml") || strings.HasSuffix(args[0], ".yml") {
