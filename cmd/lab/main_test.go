@@ -13,13 +13,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/calclab/calclab/infra/driver"
 	"github.com/calclab/calclab/infra/driver/hyperv/ps/pstest"
 	"github.com/calclab/calclab/infra/terraform"
+	"github.com/calclab/calclab/internal/testcluster"
 )
 
 // TestPlanHyperV: `lab plan --provider hyperv --out DIR` on the
@@ -28,14 +28,7 @@ import (
 // script parses as PowerShell.
 func TestPlanHyperV(t *testing.T) {
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("..", "..", "lab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	labFile := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(labFile, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	labFile := repoLab(t, dir)
 	out := filepath.Join(dir, "plan")
 	var stdout bytes.Buffer
 	state := filepath.Join(dir, ".lab")
@@ -107,14 +100,7 @@ func TestPlanHyperV(t *testing.T) {
 // (they were ignored or blamed on lab.yaml before).
 func TestArguments(t *testing.T) {
 	dir := t.TempDir()
-	good := filepath.Join(dir, "lab.yaml")
-	data, err := os.ReadFile(filepath.Join("..", "..", "lab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(good, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	good := repoLab(t, dir)
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("name: x\nnodes:\n  - {name: m, role: boss}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -166,14 +152,7 @@ func TestArguments(t *testing.T) {
 // another until it is down.
 func TestEnginesDoNotMix(t *testing.T) {
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("..", "..", "lab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := repoLab(t, dir)
 	state := filepath.Join(dir, ".lab")
 	if err := os.MkdirAll(state, 0o755); err != nil {
 		t.Fatal(err)
@@ -182,7 +161,7 @@ func TestEnginesDoNotMix(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err = run([]string{"--file", file, "--state-dir", state, "--engine", "native", "up"}, &out)
+	err := run([]string{"--file", file, "--state-dir", state, "--engine", "native", "up"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "managed by the terraform engine: mixing engines on one state dir is refused") {
 		t.Fatalf("native up over a terraform lab: %v", err)
 	}
@@ -232,36 +211,15 @@ func TestTerraformEngineThroughLab(t *testing.T) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testcluster.RemoveBinaries()
+	os.Exit(code)
+}
 
 // binaries builds master, slave and the terraform provider once per run.
 func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "calclab-lab-bin"); buildErr != nil {
-			return
-		}
-		build := exec.Command("go", "build", "-o", binDir+"/", "../master", "../slave", "../terraform-provider-calclab")
-		if out, err := build.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	return testcluster.Binaries(t, "github.com/calclab/calclab/cmd/terraform-provider-calclab")
 }
 
 // localLab writes a three-node local lab.yaml on free ports and returns
@@ -271,7 +229,7 @@ func localLab(t *testing.T, name string) ([]int, string, func(...string) (string
 	t.Helper()
 	bin := binaries(t)
 	dir := t.TempDir()
-	ports := freePorts(t, 3)
+	ports := testcluster.FreePorts(t, 3)
 	lab := fmt.Sprintf("name: %s\nprovider: local\nservices: {master_port: %d, slave_port: %d}\nnodes:\n"+
 		"  - {name: master, role: master, ip: 192.168.56.10, local_port: %d}\n"+
 		"  - {name: slave-1, role: slave, ip: 192.168.56.11, local_port: %d}\n"+
@@ -382,6 +340,20 @@ func TestNodeVerbs(t *testing.T) {
 	}
 }
 
+// repoLab copies the repository's lab.yaml into dir and returns its path.
+func repoLab(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 func pid(infoJSON string) int {
 	var v struct{ PID int }
 	_ = json.Unmarshal([]byte(infoJSON), &v)
@@ -418,20 +390,6 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
@@ -459,20 +417,13 @@ func TestEnginesReachHyperV(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("..", "..", "lab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := repoLab(t, dir)
 	if err := os.WriteFile(filepath.Join(dir, "noble-server-cloudimg-amd64.img"), []byte("image"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, ".lab")
 	var out bytes.Buffer
-	err = run([]string{"--file", file, "--state-dir", state, "--bin-dir", bin, "--engine", "terraform", "--provider", "hyperv", "up"}, &out)
+	err := run([]string{"--file", file, "--state-dir", state, "--bin-dir", bin, "--engine", "terraform", "--provider", "hyperv", "up"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "powershell.exe not found") || !strings.Contains(err.Error(), "hyperv: {host:") {
 		t.Fatalf("lab up --engine terraform --provider hyperv without Windows: %v\n%s", err, out.String())
 	}

@@ -8,9 +8,16 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-version"
 )
 
 // Engine brings a lab up, previews it and takes it down through an IaC
@@ -69,4 +76,53 @@ func (o Outputs) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-10s %-7s %-16s %-28s %s\n", no.Name, no.Role, no.Address, no.URL, ssh)
 	}
 	fmt.Fprintf(w, "master: %s\n", o.MasterURL)
+}
+
+// CLI is how an engine finds its command-line tool.
+type CLI struct {
+	// Name is the command (terraform, pulumi); EnvVar names a variable
+	// that points at one (CALCLAB_TERRAFORM).
+	Name, EnvVar string
+	// Min is the oldest version accepted; Version reads a binary's.
+	Min     *version.Version
+	Version func(ctx context.Context, path string) (*version.Version, error)
+	// Hint says how to get one, for the error when none is found.
+	Hint string
+}
+
+// Find returns the first of $EnvVar, Name on PATH and the copy `make
+// tools` builds ($CALCLAB_TOOLS_BIN, else ~/.cache/calclab/bin) whose
+// version is at least Min. It never downloads anything; the error lists
+// what it tried and why each was refused.
+func (c CLI) Find(ctx context.Context) (string, error) {
+	var cands []string
+	if p := os.Getenv(c.EnvVar); p != "" {
+		cands = append(cands, p)
+	}
+	if p, err := exec.LookPath(c.Name); err == nil {
+		cands = append(cands, p)
+	}
+	if dir := os.Getenv("CALCLAB_TOOLS_BIN"); dir != "" {
+		cands = append(cands, filepath.Join(dir, c.Name))
+	} else if cache, err := os.UserCacheDir(); err == nil {
+		cands = append(cands, filepath.Join(cache, "calclab", "bin", c.Name))
+	}
+	var tried []string
+	for _, p := range cands {
+		v, err := c.Version(ctx, p)
+		if err != nil {
+			tried = append(tried, fmt.Sprintf("%s: %v", p, err))
+			continue
+		}
+		if v.LessThan(c.Min) {
+			tried = append(tried, fmt.Sprintf("%s: version %s is older than %s", p, v, c.Min))
+			continue
+		}
+		return p, nil
+	}
+	msg := fmt.Sprintf("no %s CLI found: %s", c.Name, c.Hint)
+	if len(tried) > 0 {
+		msg += " (" + strings.Join(tried, "; ") + ")"
+	}
+	return "", errors.New(msg)
 }

@@ -109,36 +109,10 @@ func (e *Engine) out() io.Writer {
 // PATH, then make tools' ~/.cache/calclab/bin/pulumi ($CALCLAB_TOOLS_BIN).
 // It never downloads one.
 func FindPulumi(ctx context.Context) (string, error) {
-	var cands []string
-	if p := os.Getenv("CALCLAB_PULUMI"); p != "" {
-		cands = append(cands, p)
-	}
-	if p, err := exec.LookPath("pulumi"); err == nil {
-		cands = append(cands, p)
-	}
-	if dir := os.Getenv("CALCLAB_TOOLS_BIN"); dir != "" {
-		cands = append(cands, filepath.Join(dir, "pulumi"))
-	} else if cache, err := os.UserCacheDir(); err == nil {
-		cands = append(cands, filepath.Join(cache, "calclab", "bin", "pulumi"))
-	}
-	var tried []string
-	for _, p := range cands {
-		v, err := cliVersion(ctx, p)
-		if err != nil {
-			tried = append(tried, fmt.Sprintf("%s: %v", p, err))
-			continue
-		}
-		if v.LessThan(MinVersion) {
-			tried = append(tried, fmt.Sprintf("%s: version %s is older than %s", p, v, MinVersion))
-			continue
-		}
-		return p, nil
-	}
-	msg := "no pulumi CLI found: run make tools (builds pulumi v3.276.0 into ~/.cache/calclab/bin), or put pulumi >= " + MinVersion.String() + " on PATH"
-	if len(tried) > 0 {
-		msg += " (" + strings.Join(tried, "; ") + ")"
-	}
-	return "", errors.New(msg)
+	return engine.CLI{
+		Name: "pulumi", EnvVar: "CALCLAB_PULUMI", Min: MinVersion, Version: cliVersion,
+		Hint: "run make tools (builds pulumi v3.276.0 into ~/.cache/calclab/bin), or put pulumi >= " + MinVersion.String() + " on PATH",
+	}.Find(ctx)
 }
 
 func cliVersion(ctx context.Context, path string) (*version.Version, error) {

@@ -7,65 +7,24 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/internal/testcluster"
 )
-
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// binaries builds master, slave and our provider once per test run.
-func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "calclab-tf-bin")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "../../cmd/master", "../../cmd/slave", "../../cmd/terraform-provider-calclab")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testcluster.RemoveBinaries()
 	os.Exit(code)
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
+// binaries builds master, slave and our provider plugin once per test run.
+func binaries(t *testing.T) string {
+	return testcluster.Binaries(t, "github.com/calclab/calclab/cmd/terraform-provider-calclab")
 }
 
 // localLab is a lab.yaml for the local provider on free ports, with
@@ -99,7 +58,7 @@ func TestEngineLocalCycle(t *testing.T) {
 	}
 	bin := binaries(t)
 	dir := t.TempDir()
-	ports := freePorts(t, 4)
+	ports := testcluster.FreePorts(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
@@ -147,7 +106,7 @@ func TestEngineLocalCycle(t *testing.T) {
 	}
 
 	// One more slave in lab.yaml: a plan of exactly its node and deployment.
-	more := append(ports, freePorts(t, 1)...)
+	more := append(ports, testcluster.FreePorts(t, 1)...)
 	eng.Spec = localLab(t, dir, more, 3)
 	out.Reset()
 	changes, err = eng.Changes(ctx)

@@ -24,7 +24,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -78,36 +77,10 @@ func (e *Engine) Dir() string { return filepath.Join(e.StateDir, "terraform") }
 // PATH, then make tools' ~/.cache/calclab/bin/terraform ($CALCLAB_TOOLS_BIN). It never
 // downloads one.
 func FindTerraform(ctx context.Context) (string, error) {
-	var cands []string
-	if p := os.Getenv("CALCLAB_TERRAFORM"); p != "" {
-		cands = append(cands, p)
-	}
-	if p, err := exec.LookPath("terraform"); err == nil {
-		cands = append(cands, p)
-	}
-	if dir := os.Getenv("CALCLAB_TOOLS_BIN"); dir != "" {
-		cands = append(cands, filepath.Join(dir, "terraform"))
-	} else if cache, err := os.UserCacheDir(); err == nil {
-		cands = append(cands, filepath.Join(cache, "calclab", "bin", "terraform"))
-	}
-	var tried []string
-	for _, p := range cands {
-		v, err := binaryVersion(ctx, p)
-		if err != nil {
-			tried = append(tried, fmt.Sprintf("%s: %v", p, err))
-			continue
-		}
-		if v.LessThan(MinVersion) {
-			tried = append(tried, fmt.Sprintf("%s: version %s is older than %s", p, v, MinVersion))
-			continue
-		}
-		return p, nil
-	}
-	msg := "no terraform CLI found: run make tools (builds terraform v1.5.7 into ~/.cache/calclab/bin), or put terraform >= 1.5 on PATH"
-	if len(tried) > 0 {
-		msg += " (" + strings.Join(tried, "; ") + ")"
-	}
-	return "", errors.New(msg)
+	return engine.CLI{
+		Name: "terraform", EnvVar: "CALCLAB_TERRAFORM", Min: MinVersion, Version: binaryVersion,
+		Hint: "run make tools (builds terraform v1.5.7 into ~/.cache/calclab/bin), or put terraform >= 1.5 on PATH",
+	}.Find(ctx)
 }
 
 func binaryVersion(ctx context.Context, path string) (*version.Version, error) {

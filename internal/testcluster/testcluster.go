@@ -61,6 +61,56 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns n distinct loopback ports that are free right now
+// (all held open until every one is chosen).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var out []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return out
+}
+
+var (
+	lazyOnce sync.Once
+	lazyDir  string
+	lazyErr  error
+)
+
+// Binaries builds cmd/master, cmd/slave and the given extra commands
+// (import paths) into one temp dir, the first time a test asks (tests
+// that skip before asking cost no build), and returns the dir. A TestMain
+// removes it with RemoveBinaries after m.Run.
+func Binaries(t testing.TB, extra ...string) string {
+	t.Helper()
+	lazyOnce.Do(func() {
+		if lazyDir, lazyErr = os.MkdirTemp("", "calclab-bin"); lazyErr != nil {
+			return
+		}
+		args := append([]string{"build", "-o", lazyDir + "/", "github.com/calclab/calclab/cmd/master", "github.com/calclab/calclab/cmd/slave"}, extra...)
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			lazyErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if lazyErr != nil {
+		t.Fatal(lazyErr)
+	}
+	return lazyDir
+}
+
+// RemoveBinaries removes what Binaries built, if anything.
+func RemoveBinaries() {
+	if lazyDir != "" {
+		os.RemoveAll(lazyDir)
+	}
+}
+
 // FreeAddr returns "127.0.0.1:PORT" for a port that is free right now.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
