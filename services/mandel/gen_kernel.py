@@ -9,26 +9,35 @@ GROUPS = "ab"
 
 def gen(w):
     t = f"Float64x{w}"
+    arr = f"(*[{w}]float64)" if w != 8 else "&"
+    def ptr(x):
+        return f"(*[{w}]float64)({x}[:{w}])" if w != 8 else f"&{x}"
     out = [f"""// run{w} runs up to chunks chunks of chunk iterations on every lane, with
-// {w}-lane vectors, and stops early after a chunk in which an active lane
-// escaped or cycled (st.esc, st.cyc). It returns the chunks run and leaves
-// in st each lane's z at the end and at the start of the last chunk.
+// {w}-lane vectors. It stops early after a chunk in which an active lane
+// cycled (st.cyc) or after which at least minEsc active lanes have escaped
+// (st.esc): escaped lanes keep iterating (their values are not used), so
+// the caller is not called back for each escape. It returns the chunks run
+// and leaves in st each lane's z at the end, and for the escaped lanes z at
+// the start of the chunk in which they escaped (st.zr0, st.zi0) and that
+// chunk's number (st.et, 1 for the first chunk of this call).
 //
 // The escape test of each iteration goes into a running maximum of |z|²
 // rather than a mask: a lane escaped in the chunk iff that maximum is not
 // <= 4 (NaN, which only an escaped orbit can reach, counts as escaped).
-func run{w}(st *vecState, ci float64, chunks int) int {{
+func run{w}(st *vecState, ci float64, chunks, minEsc int) int {{
 	civ := archsimd.Broadcast{t}(ci)"""]
     for j, g in enumerate(GROUPS):
         out.append(f"""	cr{g} := archsimd.Load{t}Slice(st.cr[{j}][:])
 	zr{g} := archsimd.Load{t}Slice(st.zr[{j}][:])
 	zi{g} := archsimd.Load{t}Slice(st.zi[{j}][:])
-	zr2{g}, zi2{g} := zr{g}.Mul(zr{g}), zi{g}.Mul(zi{g})""")
+	zr2{g}, zi2{g} := zr{g}.Mul(zr{g}), zi{g}.Mul(zi{g})
+	archsimd.Broadcast{t}(0).StoreSlice(st.ev[{j}][:])""")
     out.append("""	done := 0
 	for done < chunks {""")
     for j, g in enumerate(GROUPS):
-        out.append(f"""		zr{g}.StoreSlice(st.zr0[{j}][:])
-		zi{g}.StoreSlice(st.zi0[{j}][:])
+        out.append(f"""		alive{g} := archsimd.Load{t}Slice(st.ev[{j}][:]).Equal(archsimd.Broadcast{t}(0))
+		zr{g}.StoreMasked({ptr(f"st.zr0[{j}]")}, alive{g})
+		zi{g}.StoreMasked({ptr(f"st.zi0[{j}]")}, alive{g})
 		m{g} := zr2{g}.Add(zi2{g})""")
     out.append("""		for range chunk {""")
     for g in GROUPS:
@@ -42,13 +51,22 @@ func run{w}(st *vecState, ci float64, chunks int) int {{
     out.append(f"""		}}
 		done++
 		four := archsimd.Broadcast{t}(escape2)
-		var any uint8""")
+		zero := archsimd.Broadcast{t}(0)
+		now := archsimd.Broadcast{t}(float64(done))
+		var cyc uint8
+		nesc := 0""")
     for j, g in enumerate(GROUPS):
-        out.append(f"""		st.esc[{j}] = ^m{g}.LessEqual(four).ToBits() & st.active[{j}]
+        out.append(f"""		ok{g} := m{g}.LessEqual(four)
+		ev{g} := archsimd.Load{t}Slice(st.ev[{j}][:])
+		archsimd.Load{t}Slice(st.et[{j}][:]).Merge(now, ok{g}.Or(ev{g}.NotEqual(zero))).StoreSlice(st.et[{j}][:])
+		ev{g} = ev{g}.Merge(archsimd.Broadcast{t}(1), ok{g})
+		ev{g}.StoreSlice(st.ev[{j}][:])
+		st.esc[{j}] = ev{g}.NotEqual(zero).ToBits() & st.active[{j}]
+		nesc += bits.OnesCount8(st.esc[{j}])
 		eq{g} := zr{g}.Equal(archsimd.Load{t}Slice(st.sr[{j}][:])).And(zi{g}.Equal(archsimd.Load{t}Slice(st.si[{j}][:])))
 		st.cyc[{j}] = eq{g}.ToBits() & st.active[{j}]
-		any |= st.esc[{j}] | st.cyc[{j}]""")
-    out.append("""		if any != 0 {
+		cyc |= st.cyc[{j}]""")
+    out.append("""		if cyc != 0 || nesc >= minEsc {
 			break
 		}
 	}""")
@@ -57,6 +75,67 @@ func run{w}(st *vecState, ci float64, chunks int) int {{
 	zi{g}.StoreSlice(st.zi[{j}][:])""")
     out.append("""	return done
 }
+""")
+    out.append(f"""// fin{w} finishes the escaped orbits of p in {w}-lane vectors: from each
+// lane's z at the start of the chunk in which it escaped, it iterates to
+// the first |z|² > escape2 and on past bailout2 (at most maxExtra more
+// iterations), exactly as iterate and escapeValue do, and leaves in p the
+// iterations taken and the final |z|². Every lane must escape within chunk
+// iterations (fill unused lanes with a copy of a used one).
+func fin{w}(p *finBatch, ci float64) {{
+	civ := archsimd.Broadcast{t}(ci)
+	cr := archsimd.Load{t}Slice(p.cr[:])
+	zr := archsimd.Load{t}Slice(p.zr[:])
+	zi := archsimd.Load{t}Slice(p.zi[:])
+	zr2, zi2 := zr.Mul(zr), zi.Mul(zi)
+	one := archsimd.Broadcast{t}(1)
+	four := archsimd.Broadcast{t}(escape2)
+	big := archsimd.Broadcast{t}(bailout2)
+	extra := archsimd.Broadcast{t}(maxExtra)
+	inf := archsimd.Broadcast{t}(math.Inf(1))
+	zero := archsimd.Broadcast{t}(0)
+	res := archsimd.Broadcast{t}(-1) // iterations taken; < 0 while running
+	j, nesc, rr := zero, inf, zero
+	for range chunk + maxExtra {{
+		zi = zr.Add(zr).Mul(zi).Add(civ)
+		zr = zr2.Sub(zi2).Add(cr)
+		zr2, zi2 = zr.Mul(zr), zi.Mul(zi)
+		j = j.Add(one)
+		r2 := zr2.Add(zi2)
+		nesc = nesc.Min(j.Merge(inf, r2.Greater(four)))
+		running := res.Less(zero)
+		now := r2.Greater(big).Or(j.Sub(nesc).GreaterEqual(extra)).And(running)
+		res = j.Merge(res, now)
+		rr = r2.Merge(rr, now)
+		if res.Less(zero).ToBits() == 0 {{
+			break
+		}}
+	}}
+	// smoothValue: nu = n + 1 - log2(log2(r2)·ln2/2), 0 for overflowed
+	// |z|² and for nu < 0.
+	n := archsimd.Load{t}Slice(p.n0[:]).Add(res)
+	l := vlog2x{w}(vlog2x{w}(rr, p).Mul(archsimd.Broadcast{t}(math.Ln2/2)), p)
+	nu := n.Add(one).Sub(l)
+	nu = nu.Merge(zero, nu.GreaterEqual(zero))
+	nu = zero.Merge(nu, rr.Greater(archsimd.Broadcast{t}(math.MaxFloat64)))
+	nu.StoreSlice(p.nu[:])
+}}
+
+// vlog2x{w} is log2 of {w} lanes, bit for bit, for normal x > 0 (other
+// lanes give garbage); p holds the table entries it looks up.
+func vlog2x{w}(x archsimd.{t}, p *finBatch) archsimd.{t} {{
+	b := x.AsUint64x{w}()
+	magic := archsimd.BroadcastUint64x{w}(0x4330000000000000) // 2^52
+	e := b.ShiftAllRight(52).Or(magic).AsFloat64x{w}().Sub(archsimd.Broadcast{t}(1<<52 + 1023))
+	b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x{w}(1<<log2TableBits - 1)).StoreSlice(p.k[:])
+	p.lookup({w})
+	m := b.And(archsimd.BroadcastUint64x{w}(1<<52 - 1)).Or(archsimd.BroadcastUint64x{w}(1023 << 52)).AsFloat64x{w}()
+	r := m.Sub(archsimd.Load{t}Slice(p.t[:])).Mul(archsimd.Load{t}Slice(p.inv[:]))
+	q := r.Mul(archsimd.Broadcast{t}(-1.0 / 4)).Add(archsimd.Broadcast{t}(1.0 / 3))
+	q = q.Mul(r).Add(archsimd.Broadcast{t}(-1.0 / 2))
+	q = q.Mul(r).Add(archsimd.Broadcast{t}(1))
+	return e.Add(q.Mul(r).Mul(archsimd.Broadcast{t}(1 / math.Ln2)).Add(archsimd.Load{t}Slice(p.log2t[:])))
+}}
 """)
     return "\n".join(out)
 
@@ -67,7 +146,11 @@ HEADER = f"""// Code generated by gen_kernel.py; DO NOT EDIT.
 
 package mandel
 
-import "simd/archsimd"
+import (
+	"math"
+	"math/bits"
+	"simd/archsimd"
+)
 
 // groups is the number of independent vectors in flight.
 const groups = {len(GROUPS)}

@@ -93,7 +93,12 @@ func escapeValue(cr, ci, zr, zi, zr2, zi2 float64, n int) float32 {
 		zi2 = float64(zi * zi)
 		n++
 	}
-	r2 := zr2 + zi2
+	return smoothValue(n, zr2+zi2)
+}
+
+// smoothValue is the smooth value of an orbit that passed radius 256 (or
+// ran out of extra iterations) after n iterations with |z|² = r2.
+func smoothValue(n int, r2 float64) float32 {
 	if r2 > math.MaxFloat64 { // |c| so large that |z|² overflowed
 		return 0
 	}

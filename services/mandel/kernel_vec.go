@@ -21,11 +21,17 @@ import (
 //     each (Mul, Add and Sub are separate instructions; nothing is fused
 //     into FMA; 2·zr is zr+zr, exact either way);
 //   - a chunk ORs every iteration's escape test (|z|² > 4) into a mask; a
-//     lane that escaped inside a chunk is redone from the chunk's start by
-//     the scalar code (iterate), which finds the same iteration and z and
-//     computes the smooth value (escapeValue) exactly as the scalar kernel;
+//     lane that escaped inside a chunk keeps z from that chunk's start and
+//     idles (its values are not used) until escNum/8 of the
+//     lanes have escaped; then its pixel is queued and finished with the
+//     other queued ones in vectors (fin4, fin8): the same iterations from
+//     the chunk's start to the exact escape and on to radius 256, and the
+//     smooth value with escapeValue's operations in its order, including
+//     log2 (vlog2x4, vlog2x8: the same bit arithmetic, table entries and
+//     polynomial; its two arguments, r2 > 4 and log2(r2)·ln2/2 > 0.69,
+//     are normal floats, the only case it handles);
 //   - a lane that needs the end of its budget (fewer than chunk iterations
-//     left) is finished by the scalar code too;
+//     left) is finished by the scalar code (iterate);
 //   - the periodicity check compares z with a saved orbit point at chunk
 //     ends only, and saves at n = 64, 128, 256, ... rather than at every
 //     power of two from 8: if z_n equals an earlier z_m exactly, the orbit
@@ -45,20 +51,67 @@ const (
 	maxLanes      = 8
 )
 
+// escNum: the hot loop returns once escNum/8 of the active lanes have
+// escaped (escaped lanes idle until then).
+var escNum = 4
+
 // vecState is the lanes' state between runs of the hot loop.
 type vecState struct {
 	cr, zr, zi, zr0, zi0, sr, si [groups][maxLanes]float64
+	ev, et                       [groups][maxLanes]float64 // escaped (1) or not (0), chunk of escape
 	active, esc, cyc             [groups]uint8
 	px, start, cp, evt           [groups][maxLanes]int
+}
+
+// finBatch holds escaped lanes waiting to be finished together by fin4 or
+// fin8: c's real part, z at the start of the chunk in which the lane
+// escaped, the iterations n0 done by then and the pixel; the vector code
+// fills in steps and r2.
+type finBatch struct {
+	cr, zr, zi, n0, nu [maxLanes]float64
+	px                 [maxLanes]int
+	n                  int
+	// scratch of vlog2x4 and vlog2x8: table indices and entries
+	k             [maxLanes]uint64
+	t, inv, log2t [maxLanes]float64
+}
+
+// lookup loads the log2Table entries of indices k[:lanes] (a gather).
+func (b *finBatch) lookup(lanes int) {
+	for i, k := range b.k[:lanes] {
+		e := &log2Table[k&(1<<log2TableBits-1)]
+		b.t[i], b.inv[i], b.log2t[i] = e.t, e.inv, e.log2t
+	}
+}
+
+// push queues an escaped lane.
+func (b *finBatch) push(cr, zr, zi float64, n0, px int) {
+	b.cr[b.n], b.zr[b.n], b.zi[b.n], b.n0[b.n], b.px[b.n] = cr, zr, zi, float64(n0), px
+	b.n++
+}
+
+// flush finishes the queued lanes with fin and writes their smooth values.
+func (b *finBatch) flush(dst []float32, ci float64, lanes int, fin func(*finBatch, float64)) {
+	if b.n == 0 {
+		return
+	}
+	for i := b.n; i < lanes; i++ { // pad with a lane that escapes
+		b.cr[i], b.zr[i], b.zi[i], b.n0[i] = b.cr[0], b.zr[0], b.zi[0], b.n0[0]
+	}
+	fin(b, ci)
+	for i := range b.n {
+		dst[b.px[i]] = float32(b.nu[i])
+	}
+	b.n = 0
 }
 
 func vectorKernels() []kernel {
 	var ks []kernel
 	if archsimd.X86.AVX512() {
-		ks = append(ks, kernel{name: "avx512", lanes: 8, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 8, run8) }})
+		ks = append(ks, kernel{name: "avx512", lanes: 8, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 8, run8, fin8) }})
 	}
 	if archsimd.X86.AVX2() {
-		ks = append(ks, kernel{name: "avx2", lanes: 4, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 4, run4) }})
+		ks = append(ks, kernel{name: "avx2", lanes: 4, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 4, run4, fin4) }})
 	}
 	return ks
 }
@@ -71,7 +124,7 @@ type rowCursor struct {
 }
 
 // vecRow is scalarRow with lanes lanes per vector; run is the hot loop.
-func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, int) int) {
+func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, int, int) int, fin func(*finBatch, float64)) {
 	maxIter := t.MaxIter
 	if maxIter < max(vecMinIter, 2*chunk) || len(dst) < 2*lanes {
 		scalarRow(dst, t, py)
@@ -80,6 +133,7 @@ func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, 
 	ci := coordIm(t.Y0, t.Step, t.OY+py)
 	cur := rowCursor{dst: dst, x0: t.X0, step: t.Step, ci: ci, ox: t.OX}
 	var st vecState
+	var fb finBatch
 	T := 0 // chunks run so far
 	for g := range groups {
 		for i := range lanes {
@@ -89,18 +143,22 @@ func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, 
 	for {
 		limit, left := st.nextEvent(lanes)
 		if left <= 2 {
+			fb.flush(dst, ci, lanes, fin)
 			st.finishScalar(dst, ci, T, maxIter, lanes)
 			return
 		}
-		T += run(&st, ci, limit-T)
+		T0 := T
+		T += run(&st, ci, limit-T, max(1, left*escNum/8))
 		for g := range groups {
 			for b := st.esc[g] | st.cyc[g]; b != 0; b &= b - 1 {
 				i := bits.TrailingZeros8(b)
 				if st.esc[g]&(1<<i) != 0 {
-					zr0, zi0 := st.zr0[g][i], st.zi0[g][i]
-					n0 := chunk * (T - 1 - st.start[g][i])
-					dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr0, zi0, float64(zr0*zr0), float64(zi0*zi0),
-						st.sr[g][i], st.si[g][i], n0, st.cp[g][i], maxIter)
+					// It escaped within the chunk (and before maxIter: a
+					// chunk never runs past it), so it cannot have cycled.
+					fb.push(st.cr[g][i], st.zr0[g][i], st.zi0[g][i], chunk*(T0+int(st.et[g][i])-1-st.start[g][i]), st.px[g][i])
+					if fb.n == lanes {
+						fb.flush(dst, ci, lanes, fin)
+					}
 				} else {
 					dst[st.px[g][i]] = Inside
 				}

@@ -4,36 +4,48 @@
 
 package mandel
 
-import "simd/archsimd"
+import (
+	"math"
+	"math/bits"
+	"simd/archsimd"
+)
 
 // groups is the number of independent vectors in flight.
 const groups = 2
 
 // run8 runs up to chunks chunks of chunk iterations on every lane, with
-// 8-lane vectors, and stops early after a chunk in which an active lane
-// escaped or cycled (st.esc, st.cyc). It returns the chunks run and leaves
-// in st each lane's z at the end and at the start of the last chunk.
+// 8-lane vectors. It stops early after a chunk in which an active lane
+// cycled (st.cyc) or after which at least minEsc active lanes have escaped
+// (st.esc): escaped lanes keep iterating (their values are not used), so
+// the caller is not called back for each escape. It returns the chunks run
+// and leaves in st each lane's z at the end, and for the escaped lanes z at
+// the start of the chunk in which they escaped (st.zr0, st.zi0) and that
+// chunk's number (st.et, 1 for the first chunk of this call).
 //
 // The escape test of each iteration goes into a running maximum of |z|²
 // rather than a mask: a lane escaped in the chunk iff that maximum is not
 // <= 4 (NaN, which only an escaped orbit can reach, counts as escaped).
-func run8(st *vecState, ci float64, chunks int) int {
+func run8(st *vecState, ci float64, chunks, minEsc int) int {
 	civ := archsimd.BroadcastFloat64x8(ci)
 	cra := archsimd.LoadFloat64x8Slice(st.cr[0][:])
 	zra := archsimd.LoadFloat64x8Slice(st.zr[0][:])
 	zia := archsimd.LoadFloat64x8Slice(st.zi[0][:])
 	zr2a, zi2a := zra.Mul(zra), zia.Mul(zia)
+	archsimd.BroadcastFloat64x8(0).StoreSlice(st.ev[0][:])
 	crb := archsimd.LoadFloat64x8Slice(st.cr[1][:])
 	zrb := archsimd.LoadFloat64x8Slice(st.zr[1][:])
 	zib := archsimd.LoadFloat64x8Slice(st.zi[1][:])
 	zr2b, zi2b := zrb.Mul(zrb), zib.Mul(zib)
+	archsimd.BroadcastFloat64x8(0).StoreSlice(st.ev[1][:])
 	done := 0
 	for done < chunks {
-		zra.StoreSlice(st.zr0[0][:])
-		zia.StoreSlice(st.zi0[0][:])
+		alivea := archsimd.LoadFloat64x8Slice(st.ev[0][:]).Equal(archsimd.BroadcastFloat64x8(0))
+		zra.StoreMasked(&st.zr0[0], alivea)
+		zia.StoreMasked(&st.zi0[0], alivea)
 		ma := zr2a.Add(zi2a)
-		zrb.StoreSlice(st.zr0[1][:])
-		zib.StoreSlice(st.zi0[1][:])
+		aliveb := archsimd.LoadFloat64x8Slice(st.ev[1][:]).Equal(archsimd.BroadcastFloat64x8(0))
+		zrb.StoreMasked(&st.zr0[1], aliveb)
+		zib.StoreMasked(&st.zi0[1], aliveb)
 		mb := zr2b.Add(zi2b)
 		for range chunk {
 			zia = zra.Add(zra).Mul(zia).Add(civ)
@@ -47,16 +59,31 @@ func run8(st *vecState, ci float64, chunks int) int {
 		}
 		done++
 		four := archsimd.BroadcastFloat64x8(escape2)
-		var any uint8
-		st.esc[0] = ^ma.LessEqual(four).ToBits() & st.active[0]
+		zero := archsimd.BroadcastFloat64x8(0)
+		now := archsimd.BroadcastFloat64x8(float64(done))
+		var cyc uint8
+		nesc := 0
+		oka := ma.LessEqual(four)
+		eva := archsimd.LoadFloat64x8Slice(st.ev[0][:])
+		archsimd.LoadFloat64x8Slice(st.et[0][:]).Merge(now, oka.Or(eva.NotEqual(zero))).StoreSlice(st.et[0][:])
+		eva = eva.Merge(archsimd.BroadcastFloat64x8(1), oka)
+		eva.StoreSlice(st.ev[0][:])
+		st.esc[0] = eva.NotEqual(zero).ToBits() & st.active[0]
+		nesc += bits.OnesCount8(st.esc[0])
 		eqa := zra.Equal(archsimd.LoadFloat64x8Slice(st.sr[0][:])).And(zia.Equal(archsimd.LoadFloat64x8Slice(st.si[0][:])))
 		st.cyc[0] = eqa.ToBits() & st.active[0]
-		any |= st.esc[0] | st.cyc[0]
-		st.esc[1] = ^mb.LessEqual(four).ToBits() & st.active[1]
+		cyc |= st.cyc[0]
+		okb := mb.LessEqual(four)
+		evb := archsimd.LoadFloat64x8Slice(st.ev[1][:])
+		archsimd.LoadFloat64x8Slice(st.et[1][:]).Merge(now, okb.Or(evb.NotEqual(zero))).StoreSlice(st.et[1][:])
+		evb = evb.Merge(archsimd.BroadcastFloat64x8(1), okb)
+		evb.StoreSlice(st.ev[1][:])
+		st.esc[1] = evb.NotEqual(zero).ToBits() & st.active[1]
+		nesc += bits.OnesCount8(st.esc[1])
 		eqb := zrb.Equal(archsimd.LoadFloat64x8Slice(st.sr[1][:])).And(zib.Equal(archsimd.LoadFloat64x8Slice(st.si[1][:])))
 		st.cyc[1] = eqb.ToBits() & st.active[1]
-		any |= st.esc[1] | st.cyc[1]
-		if any != 0 {
+		cyc |= st.cyc[1]
+		if cyc != 0 || nesc >= minEsc {
 			break
 		}
 	}
@@ -67,31 +94,100 @@ func run8(st *vecState, ci float64, chunks int) int {
 	return done
 }
 
+// fin8 finishes the escaped orbits of p in 8-lane vectors: from each
+// lane's z at the start of the chunk in which it escaped, it iterates to
+// the first |z|² > escape2 and on past bailout2 (at most maxExtra more
+// iterations), exactly as iterate and escapeValue do, and leaves in p the
+// iterations taken and the final |z|². Every lane must escape within chunk
+// iterations (fill unused lanes with a copy of a used one).
+func fin8(p *finBatch, ci float64) {
+	civ := archsimd.BroadcastFloat64x8(ci)
+	cr := archsimd.LoadFloat64x8Slice(p.cr[:])
+	zr := archsimd.LoadFloat64x8Slice(p.zr[:])
+	zi := archsimd.LoadFloat64x8Slice(p.zi[:])
+	zr2, zi2 := zr.Mul(zr), zi.Mul(zi)
+	one := archsimd.BroadcastFloat64x8(1)
+	four := archsimd.BroadcastFloat64x8(escape2)
+	big := archsimd.BroadcastFloat64x8(bailout2)
+	extra := archsimd.BroadcastFloat64x8(maxExtra)
+	inf := archsimd.BroadcastFloat64x8(math.Inf(1))
+	zero := archsimd.BroadcastFloat64x8(0)
+	res := archsimd.BroadcastFloat64x8(-1) // iterations taken; < 0 while running
+	j, nesc, rr := zero, inf, zero
+	for range chunk + maxExtra {
+		zi = zr.Add(zr).Mul(zi).Add(civ)
+		zr = zr2.Sub(zi2).Add(cr)
+		zr2, zi2 = zr.Mul(zr), zi.Mul(zi)
+		j = j.Add(one)
+		r2 := zr2.Add(zi2)
+		nesc = nesc.Min(j.Merge(inf, r2.Greater(four)))
+		running := res.Less(zero)
+		now := r2.Greater(big).Or(j.Sub(nesc).GreaterEqual(extra)).And(running)
+		res = j.Merge(res, now)
+		rr = r2.Merge(rr, now)
+		if res.Less(zero).ToBits() == 0 {
+			break
+		}
+	}
+	// smoothValue: nu = n + 1 - log2(log2(r2)·ln2/2), 0 for overflowed
+	// |z|² and for nu < 0.
+	n := archsimd.LoadFloat64x8Slice(p.n0[:]).Add(res)
+	l := vlog2x8(vlog2x8(rr, p).Mul(archsimd.BroadcastFloat64x8(math.Ln2/2)), p)
+	nu := n.Add(one).Sub(l)
+	nu = nu.Merge(zero, nu.GreaterEqual(zero))
+	nu = zero.Merge(nu, rr.Greater(archsimd.BroadcastFloat64x8(math.MaxFloat64)))
+	nu.StoreSlice(p.nu[:])
+}
+
+// vlog2x8 is log2 of 8 lanes, bit for bit, for normal x > 0 (other
+// lanes give garbage); p holds the table entries it looks up.
+func vlog2x8(x archsimd.Float64x8, p *finBatch) archsimd.Float64x8 {
+	b := x.AsUint64x8()
+	magic := archsimd.BroadcastUint64x8(0x4330000000000000) // 2^52
+	e := b.ShiftAllRight(52).Or(magic).AsFloat64x8().Sub(archsimd.BroadcastFloat64x8(1<<52 + 1023))
+	b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x8(1<<log2TableBits - 1)).StoreSlice(p.k[:])
+	p.lookup(8)
+	m := b.And(archsimd.BroadcastUint64x8(1<<52 - 1)).Or(archsimd.BroadcastUint64x8(1023 << 52)).AsFloat64x8()
+	r := m.Sub(archsimd.LoadFloat64x8Slice(p.t[:])).Mul(archsimd.LoadFloat64x8Slice(p.inv[:]))
+	q := r.Mul(archsimd.BroadcastFloat64x8(-1.0 / 4)).Add(archsimd.BroadcastFloat64x8(1.0 / 3))
+	q = q.Mul(r).Add(archsimd.BroadcastFloat64x8(-1.0 / 2))
+	q = q.Mul(r).Add(archsimd.BroadcastFloat64x8(1))
+	return e.Add(q.Mul(r).Mul(archsimd.BroadcastFloat64x8(1 / math.Ln2)).Add(archsimd.LoadFloat64x8Slice(p.log2t[:])))
+}
+
 // run4 runs up to chunks chunks of chunk iterations on every lane, with
-// 4-lane vectors, and stops early after a chunk in which an active lane
-// escaped or cycled (st.esc, st.cyc). It returns the chunks run and leaves
-// in st each lane's z at the end and at the start of the last chunk.
+// 4-lane vectors. It stops early after a chunk in which an active lane
+// cycled (st.cyc) or after which at least minEsc active lanes have escaped
+// (st.esc): escaped lanes keep iterating (their values are not used), so
+// the caller is not called back for each escape. It returns the chunks run
+// and leaves in st each lane's z at the end, and for the escaped lanes z at
+// the start of the chunk in which they escaped (st.zr0, st.zi0) and that
+// chunk's number (st.et, 1 for the first chunk of this call).
 //
 // The escape test of each iteration goes into a running maximum of |z|²
 // rather than a mask: a lane escaped in the chunk iff that maximum is not
 // <= 4 (NaN, which only an escaped orbit can reach, counts as escaped).
-func run4(st *vecState, ci float64, chunks int) int {
+func run4(st *vecState, ci float64, chunks, minEsc int) int {
 	civ := archsimd.BroadcastFloat64x4(ci)
 	cra := archsimd.LoadFloat64x4Slice(st.cr[0][:])
 	zra := archsimd.LoadFloat64x4Slice(st.zr[0][:])
 	zia := archsimd.LoadFloat64x4Slice(st.zi[0][:])
 	zr2a, zi2a := zra.Mul(zra), zia.Mul(zia)
+	archsimd.BroadcastFloat64x4(0).StoreSlice(st.ev[0][:])
 	crb := archsimd.LoadFloat64x4Slice(st.cr[1][:])
 	zrb := archsimd.LoadFloat64x4Slice(st.zr[1][:])
 	zib := archsimd.LoadFloat64x4Slice(st.zi[1][:])
 	zr2b, zi2b := zrb.Mul(zrb), zib.Mul(zib)
+	archsimd.BroadcastFloat64x4(0).StoreSlice(st.ev[1][:])
 	done := 0
 	for done < chunks {
-		zra.StoreSlice(st.zr0[0][:])
-		zia.StoreSlice(st.zi0[0][:])
+		alivea := archsimd.LoadFloat64x4Slice(st.ev[0][:]).Equal(archsimd.BroadcastFloat64x4(0))
+		zra.StoreMasked((*[4]float64)(st.zr0[0][:4]), alivea)
+		zia.StoreMasked((*[4]float64)(st.zi0[0][:4]), alivea)
 		ma := zr2a.Add(zi2a)
-		zrb.StoreSlice(st.zr0[1][:])
-		zib.StoreSlice(st.zi0[1][:])
+		aliveb := archsimd.LoadFloat64x4Slice(st.ev[1][:]).Equal(archsimd.BroadcastFloat64x4(0))
+		zrb.StoreMasked((*[4]float64)(st.zr0[1][:4]), aliveb)
+		zib.StoreMasked((*[4]float64)(st.zi0[1][:4]), aliveb)
 		mb := zr2b.Add(zi2b)
 		for range chunk {
 			zia = zra.Add(zra).Mul(zia).Add(civ)
@@ -105,16 +201,31 @@ func run4(st *vecState, ci float64, chunks int) int {
 		}
 		done++
 		four := archsimd.BroadcastFloat64x4(escape2)
-		var any uint8
-		st.esc[0] = ^ma.LessEqual(four).ToBits() & st.active[0]
+		zero := archsimd.BroadcastFloat64x4(0)
+		now := archsimd.BroadcastFloat64x4(float64(done))
+		var cyc uint8
+		nesc := 0
+		oka := ma.LessEqual(four)
+		eva := archsimd.LoadFloat64x4Slice(st.ev[0][:])
+		archsimd.LoadFloat64x4Slice(st.et[0][:]).Merge(now, oka.Or(eva.NotEqual(zero))).StoreSlice(st.et[0][:])
+		eva = eva.Merge(archsimd.BroadcastFloat64x4(1), oka)
+		eva.StoreSlice(st.ev[0][:])
+		st.esc[0] = eva.NotEqual(zero).ToBits() & st.active[0]
+		nesc += bits.OnesCount8(st.esc[0])
 		eqa := zra.Equal(archsimd.LoadFloat64x4Slice(st.sr[0][:])).And(zia.Equal(archsimd.LoadFloat64x4Slice(st.si[0][:])))
 		st.cyc[0] = eqa.ToBits() & st.active[0]
-		any |= st.esc[0] | st.cyc[0]
-		st.esc[1] = ^mb.LessEqual(four).ToBits() & st.active[1]
+		cyc |= st.cyc[0]
+		okb := mb.LessEqual(four)
+		evb := archsimd.LoadFloat64x4Slice(st.ev[1][:])
+		archsimd.LoadFloat64x4Slice(st.et[1][:]).Merge(now, okb.Or(evb.NotEqual(zero))).StoreSlice(st.et[1][:])
+		evb = evb.Merge(archsimd.BroadcastFloat64x4(1), okb)
+		evb.StoreSlice(st.ev[1][:])
+		st.esc[1] = evb.NotEqual(zero).ToBits() & st.active[1]
+		nesc += bits.OnesCount8(st.esc[1])
 		eqb := zrb.Equal(archsimd.LoadFloat64x4Slice(st.sr[1][:])).And(zib.Equal(archsimd.LoadFloat64x4Slice(st.si[1][:])))
 		st.cyc[1] = eqb.ToBits() & st.active[1]
-		any |= st.esc[1] | st.cyc[1]
-		if any != 0 {
+		cyc |= st.cyc[1]
+		if cyc != 0 || nesc >= minEsc {
 			break
 		}
 	}
@@ -123,4 +234,65 @@ func run4(st *vecState, ci float64, chunks int) int {
 	zrb.StoreSlice(st.zr[1][:])
 	zib.StoreSlice(st.zi[1][:])
 	return done
+}
+
+// fin4 finishes the escaped orbits of p in 4-lane vectors: from each
+// lane's z at the start of the chunk in which it escaped, it iterates to
+// the first |z|² > escape2 and on past bailout2 (at most maxExtra more
+// iterations), exactly as iterate and escapeValue do, and leaves in p the
+// iterations taken and the final |z|². Every lane must escape within chunk
+// iterations (fill unused lanes with a copy of a used one).
+func fin4(p *finBatch, ci float64) {
+	civ := archsimd.BroadcastFloat64x4(ci)
+	cr := archsimd.LoadFloat64x4Slice(p.cr[:])
+	zr := archsimd.LoadFloat64x4Slice(p.zr[:])
+	zi := archsimd.LoadFloat64x4Slice(p.zi[:])
+	zr2, zi2 := zr.Mul(zr), zi.Mul(zi)
+	one := archsimd.BroadcastFloat64x4(1)
+	four := archsimd.BroadcastFloat64x4(escape2)
+	big := archsimd.BroadcastFloat64x4(bailout2)
+	extra := archsimd.BroadcastFloat64x4(maxExtra)
+	inf := archsimd.BroadcastFloat64x4(math.Inf(1))
+	zero := archsimd.BroadcastFloat64x4(0)
+	res := archsimd.BroadcastFloat64x4(-1) // iterations taken; < 0 while running
+	j, nesc, rr := zero, inf, zero
+	for range chunk + maxExtra {
+		zi = zr.Add(zr).Mul(zi).Add(civ)
+		zr = zr2.Sub(zi2).Add(cr)
+		zr2, zi2 = zr.Mul(zr), zi.Mul(zi)
+		j = j.Add(one)
+		r2 := zr2.Add(zi2)
+		nesc = nesc.Min(j.Merge(inf, r2.Greater(four)))
+		running := res.Less(zero)
+		now := r2.Greater(big).Or(j.Sub(nesc).GreaterEqual(extra)).And(running)
+		res = j.Merge(res, now)
+		rr = r2.Merge(rr, now)
+		if res.Less(zero).ToBits() == 0 {
+			break
+		}
+	}
+	// smoothValue: nu = n + 1 - log2(log2(r2)·ln2/2), 0 for overflowed
+	// |z|² and for nu < 0.
+	n := archsimd.LoadFloat64x4Slice(p.n0[:]).Add(res)
+	l := vlog2x4(vlog2x4(rr, p).Mul(archsimd.BroadcastFloat64x4(math.Ln2/2)), p)
+	nu := n.Add(one).Sub(l)
+	nu = nu.Merge(zero, nu.GreaterEqual(zero))
+	nu = zero.Merge(nu, rr.Greater(archsimd.BroadcastFloat64x4(math.MaxFloat64)))
+	nu.StoreSlice(p.nu[:])
+}
+
+// vlog2x4 is log2 of 4 lanes, bit for bit, for normal x > 0 (other
+// lanes give garbage); p holds the table entries it looks up.
+func vlog2x4(x archsimd.Float64x4, p *finBatch) archsimd.Float64x4 {
+	b := x.AsUint64x4()
+	magic := archsimd.BroadcastUint64x4(0x4330000000000000) // 2^52
+	e := b.ShiftAllRight(52).Or(magic).AsFloat64x4().Sub(archsimd.BroadcastFloat64x4(1<<52 + 1023))
+	b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x4(1<<log2TableBits - 1)).StoreSlice(p.k[:])
+	p.lookup(4)
+	m := b.And(archsimd.BroadcastUint64x4(1<<52 - 1)).Or(archsimd.BroadcastUint64x4(1023 << 52)).AsFloat64x4()
+	r := m.Sub(archsimd.LoadFloat64x4Slice(p.t[:])).Mul(archsimd.LoadFloat64x4Slice(p.inv[:]))
+	q := r.Mul(archsimd.BroadcastFloat64x4(-1.0 / 4)).Add(archsimd.BroadcastFloat64x4(1.0 / 3))
+	q = q.Mul(r).Add(archsimd.BroadcastFloat64x4(-1.0 / 2))
+	q = q.Mul(r).Add(archsimd.BroadcastFloat64x4(1))
+	return e.Add(q.Mul(r).Mul(archsimd.BroadcastFloat64x4(1 / math.Ln2)).Add(archsimd.LoadFloat64x4Slice(p.log2t[:])))
 }
