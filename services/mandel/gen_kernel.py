@@ -137,6 +137,33 @@ func vlog2x{w}(x archsimd.{t}, p *finBatch) archsimd.{t} {{
 	return e.Add(q.Mul(r).Mul(archsimd.Broadcast{t}(1 / math.Ln2)).Add(archsimd.Load{t}Slice(p.log2t[:])))
 }}
 """)
+    out.append(f"""// prep{w} runs the cardioid/bulb test (cheapInside, the same operations)
+// on the row's pixels from cur.next on, {w} at a time, until the row ends
+// or the queue is full (see rowCursor.queue).
+func prep{w}(cur *rowCursor) {{
+	ci2 := float64(cur.ci * cur.ci)
+	civ2 := archsimd.Broadcast{t}(ci2)
+	qlim := archsimd.Broadcast{t}(float64(0.25 * ci2))
+	quarter := archsimd.Broadcast{t}(0.25)
+	one := archsimd.Broadcast{t}(1)
+	sixteenth := archsimd.Broadcast{t}(1.0 / 16)
+	x0 := archsimd.Broadcast{t}(cur.x0)
+	step := archsimd.Broadcast{t}(cur.step)
+	// pixel indices as floats (exact below 2^53, like coordRe's)
+	idx := archsimd.Load{t}Slice(iota8[:]).Add(archsimd.Broadcast{t}(float64(cur.ox + cur.next)))
+	for cur.next < len(cur.dst) && cur.tail <= rowQueue-{w} {{
+		cr := idx.Mul(step).Add(x0)
+		xq := cr.Sub(quarter)
+		q := xq.Mul(xq).Add(civ2)
+		in := q.Mul(q.Add(xq)).LessEqual(qlim)
+		xb := cr.Add(one)
+		in = in.Or(xb.Mul(xb).Add(civ2).LessEqual(sixteenth))
+		cr.StoreSlice(cur.crbuf[:])
+		cur.queue(in.ToBits())
+		idx = idx.Add(archsimd.Broadcast{t}({w}))
+	}}
+}}
+""")
     return "\n".join(out)
 
 
@@ -157,4 +184,5 @@ const groups = {len(GROUPS)}
 
 """
 
+HEADER += "var iota8 = [8]float64{0, 1, 2, 3, 4, 5, 6, 7}\n\n"
 sys.stdout.write(HEADER + gen(8) + "\n" + gen(4))

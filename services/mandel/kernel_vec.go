@@ -91,14 +91,18 @@ func (b *finBatch) push(cr, zr, zi float64, n0, px int) {
 }
 
 // flush finishes the queued lanes with fin and writes their smooth values.
-func (b *finBatch) flush(dst []float32, ci float64, lanes int, fin func(*finBatch, float64)) {
+func (b *finBatch) flush(dst []float32, ci float64, lanes int) {
 	if b.n == 0 {
 		return
 	}
 	for i := b.n; i < lanes; i++ { // pad with a lane that escapes
 		b.cr[i], b.zr[i], b.zi[i], b.n0[i] = b.cr[0], b.zr[0], b.zi[0], b.n0[0]
 	}
-	fin(b, ci)
+	if lanes == 8 {
+		fin8(b, ci)
+	} else {
+		fin4(b, ci)
+	}
 	for i := range b.n {
 		dst[b.px[i]] = float32(b.nu[i])
 	}
@@ -108,30 +112,75 @@ func (b *finBatch) flush(dst []float32, ci float64, lanes int, fin func(*finBatc
 func vectorKernels() []kernel {
 	var ks []kernel
 	if archsimd.X86.AVX512() {
-		ks = append(ks, kernel{name: "avx512", lanes: 8, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 8, run8, fin8) }})
+		ks = append(ks, kernel{name: "avx512", lanes: 8, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 8) }})
 	}
 	if archsimd.X86.AVX2() {
-		ks = append(ks, kernel{name: "avx2", lanes: 4, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 4, run4, fin4) }})
+		ks = append(ks, kernel{name: "avx2", lanes: 4, row: func(dst []float32, t *Tile, py int) { vecRow(dst, t, py, 4) }})
 	}
 	return ks
 }
 
-// rowCursor hands out the row's pixels that need iterating.
+// rowCursor hands out the row's pixels that need iterating: prep4 or prep8
+// runs the cardioid/bulb test on lanes pixels at a time, writes Inside for
+// the pixels it passes and queues the others (qpx, qcr).
 type rowCursor struct {
 	dst          []float32
 	x0, step, ci float64
-	ox, next     int
+	ox, next     int // next: the first pixel not yet tested
+	lanes        int
+	head, tail   int // queue: qpx[head:tail], qcr[head:tail]
+	qpx          [rowQueue]int
+	qcr          [rowQueue]float64
+	crbuf        [maxLanes]float64
 }
 
-// vecRow is scalarRow with lanes lanes per vector; run is the hot loop.
-func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, int, int) int, fin func(*finBatch, float64)) {
+// rowQueue is the length of a rowCursor's queue.
+const rowQueue = 256
+
+// pop returns the row's next pixel that needs iterating and its real part,
+// or ok false when the row has none left.
+func (cur *rowCursor) pop() (px int, cr float64, ok bool) {
+	if cur.head == cur.tail {
+		cur.head, cur.tail = 0, 0
+		if cur.lanes == 8 {
+			prep8(cur)
+		} else {
+			prep4(cur)
+		}
+		if cur.tail == 0 {
+			return 0, 0, false
+		}
+	}
+	px, cr = cur.qpx[cur.head], cur.qcr[cur.head]
+	cur.head++
+	return px, cr, true
+}
+
+// queue takes the lanes pixels from cur.next on, whose real parts prep
+// left in crbuf and whose cardioid/bulb tests are the bits of inside.
+func (cur *rowCursor) queue(inside uint8) {
+	n := min(cur.lanes, len(cur.dst)-cur.next)
+	for i := range n {
+		if inside&(1<<i) != 0 {
+			cur.dst[cur.next+i] = Inside
+		} else {
+			cur.qpx[cur.tail], cur.qcr[cur.tail] = cur.next+i, cur.crbuf[i]
+			cur.tail++
+		}
+	}
+	cur.next += n
+}
+
+// vecRow is scalarRow with lanes lanes per vector (8: run8 and fin8, 4:
+// run4 and fin4).
+func vecRow(dst []float32, t *Tile, py, lanes int) {
 	maxIter := t.MaxIter
 	if maxIter < max(vecMinIter, 2*chunk) || len(dst) < 2*lanes {
 		scalarRow(dst, t, py)
 		return
 	}
 	ci := coordIm(t.Y0, t.Step, t.OY+py)
-	cur := rowCursor{dst: dst, x0: t.X0, step: t.Step, ci: ci, ox: t.OX}
+	cur := rowCursor{dst: dst, x0: t.X0, step: t.Step, ci: ci, ox: t.OX, lanes: lanes}
 	var st vecState
 	var fb finBatch
 	T := 0 // chunks run so far
@@ -143,12 +192,17 @@ func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, 
 	for {
 		limit, left := st.nextEvent(lanes)
 		if left <= 2 {
-			fb.flush(dst, ci, lanes, fin)
+			fb.flush(dst, ci, lanes)
 			st.finishScalar(dst, ci, T, maxIter, lanes)
 			return
 		}
 		T0 := T
-		T += run(&st, ci, limit-T, max(1, left*escNum/8))
+		minEsc := max(1, left*escNum/8)
+		if lanes == 8 { // direct calls: st stays on the stack
+			T += run8(&st, ci, limit-T, minEsc)
+		} else {
+			T += run4(&st, ci, limit-T, minEsc)
+		}
 		for g := range groups {
 			for b := st.esc[g] | st.cyc[g]; b != 0; b &= b - 1 {
 				i := bits.TrailingZeros8(b)
@@ -157,7 +211,7 @@ func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, 
 					// chunk never runs past it), so it cannot have cycled.
 					fb.push(st.cr[g][i], st.zr0[g][i], st.zi0[g][i], chunk*(T0+int(st.et[g][i])-1-st.start[g][i]), st.px[g][i])
 					if fb.n == lanes {
-						fb.flush(dst, ci, lanes, fin)
+						fb.flush(dst, ci, lanes)
 					}
 				} else {
 					dst[st.px[g][i]] = Inside
@@ -195,15 +249,13 @@ func vecRow(dst []float32, t *Tile, py, lanes int, run func(*vecState, float64, 
 // refill loads lane (g, i) with the row's next pixel at chunk T, or makes
 // it idle when the row has none left.
 func (st *vecState) refill(cur *rowCursor, g, i, T, maxIter int) {
-	px, cr := nextPixel(cur.dst, cur.next, cur.x0, cur.step, cur.ox, cur.ci)
+	px, cr, ok := cur.pop()
 	st.zr[g][i], st.zi[g][i], st.sr[g][i], st.si[g][i] = 0, 0, 0, 0
-	if px >= len(cur.dst) {
-		cur.next = px
+	if !ok {
 		st.active[g] &^= 1 << i
 		st.cr[g][i] = 0
 		return
 	}
-	cur.next = px + 1
 	st.active[g] |= 1 << i
 	st.cr[g][i], st.px[g][i], st.start[g][i], st.cp[g][i] = cr, px, T, vecCheckpoint
 	st.evt[g][i] = T + min(vecCheckpoint/chunk, maxIter/chunk)

@@ -13,6 +13,8 @@ import (
 // groups is the number of independent vectors in flight.
 const groups = 2
 
+var iota8 = [8]float64{0, 1, 2, 3, 4, 5, 6, 7}
+
 // run8 runs up to chunks chunks of chunk iterations on every lane, with
 // 8-lane vectors. It stops early after a chunk in which an active lane
 // cycled (st.cyc) or after which at least minEsc active lanes have escaped
@@ -155,6 +157,33 @@ func vlog2x8(x archsimd.Float64x8, p *finBatch) archsimd.Float64x8 {
 	return e.Add(q.Mul(r).Mul(archsimd.BroadcastFloat64x8(1 / math.Ln2)).Add(archsimd.LoadFloat64x8Slice(p.log2t[:])))
 }
 
+// prep8 runs the cardioid/bulb test (cheapInside, the same operations)
+// on the row's pixels from cur.next on, 8 at a time, until the row ends
+// or the queue is full (see rowCursor.queue).
+func prep8(cur *rowCursor) {
+	ci2 := float64(cur.ci * cur.ci)
+	civ2 := archsimd.BroadcastFloat64x8(ci2)
+	qlim := archsimd.BroadcastFloat64x8(float64(0.25 * ci2))
+	quarter := archsimd.BroadcastFloat64x8(0.25)
+	one := archsimd.BroadcastFloat64x8(1)
+	sixteenth := archsimd.BroadcastFloat64x8(1.0 / 16)
+	x0 := archsimd.BroadcastFloat64x8(cur.x0)
+	step := archsimd.BroadcastFloat64x8(cur.step)
+	// pixel indices as floats (exact below 2^53, like coordRe's)
+	idx := archsimd.LoadFloat64x8Slice(iota8[:]).Add(archsimd.BroadcastFloat64x8(float64(cur.ox + cur.next)))
+	for cur.next < len(cur.dst) && cur.tail <= rowQueue-8 {
+		cr := idx.Mul(step).Add(x0)
+		xq := cr.Sub(quarter)
+		q := xq.Mul(xq).Add(civ2)
+		in := q.Mul(q.Add(xq)).LessEqual(qlim)
+		xb := cr.Add(one)
+		in = in.Or(xb.Mul(xb).Add(civ2).LessEqual(sixteenth))
+		cr.StoreSlice(cur.crbuf[:])
+		cur.queue(in.ToBits())
+		idx = idx.Add(archsimd.BroadcastFloat64x8(8))
+	}
+}
+
 // run4 runs up to chunks chunks of chunk iterations on every lane, with
 // 4-lane vectors. It stops early after a chunk in which an active lane
 // cycled (st.cyc) or after which at least minEsc active lanes have escaped
@@ -295,4 +324,31 @@ func vlog2x4(x archsimd.Float64x4, p *finBatch) archsimd.Float64x4 {
 	q = q.Mul(r).Add(archsimd.BroadcastFloat64x4(-1.0 / 2))
 	q = q.Mul(r).Add(archsimd.BroadcastFloat64x4(1))
 	return e.Add(q.Mul(r).Mul(archsimd.BroadcastFloat64x4(1 / math.Ln2)).Add(archsimd.LoadFloat64x4Slice(p.log2t[:])))
+}
+
+// prep4 runs the cardioid/bulb test (cheapInside, the same operations)
+// on the row's pixels from cur.next on, 4 at a time, until the row ends
+// or the queue is full (see rowCursor.queue).
+func prep4(cur *rowCursor) {
+	ci2 := float64(cur.ci * cur.ci)
+	civ2 := archsimd.BroadcastFloat64x4(ci2)
+	qlim := archsimd.BroadcastFloat64x4(float64(0.25 * ci2))
+	quarter := archsimd.BroadcastFloat64x4(0.25)
+	one := archsimd.BroadcastFloat64x4(1)
+	sixteenth := archsimd.BroadcastFloat64x4(1.0 / 16)
+	x0 := archsimd.BroadcastFloat64x4(cur.x0)
+	step := archsimd.BroadcastFloat64x4(cur.step)
+	// pixel indices as floats (exact below 2^53, like coordRe's)
+	idx := archsimd.LoadFloat64x4Slice(iota8[:]).Add(archsimd.BroadcastFloat64x4(float64(cur.ox + cur.next)))
+	for cur.next < len(cur.dst) && cur.tail <= rowQueue-4 {
+		cr := idx.Mul(step).Add(x0)
+		xq := cr.Sub(quarter)
+		q := xq.Mul(xq).Add(civ2)
+		in := q.Mul(q.Add(xq)).LessEqual(qlim)
+		xb := cr.Add(one)
+		in = in.Or(xb.Mul(xb).Add(civ2).LessEqual(sixteenth))
+		cr.StoreSlice(cur.crbuf[:])
+		cur.queue(in.ToBits())
+		idx = idx.Add(archsimd.BroadcastFloat64x4(4))
+	}
 }

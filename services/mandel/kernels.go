@@ -26,12 +26,11 @@ var kernels = append(vectorKernels(), scalarKernel)
 var bestKernel = kernels[0]
 
 // vecMinIter is the smallest max_iter for which rows go to the vector
-// kernel. Below it most pixels escape within a chunk or two, and a lane
-// that escapes is redone by the scalar code from its chunk's start: the
-// vector work is then pure overhead (the seed's 500x500 view at 30-100
-// iterations measured 2x slower on the vector kernel, the 1000-iteration
-// boundary frame 1.5x faster).
-var vecMinIter = 256
+// kernel (which also needs max_iter >= 16). It was 256 while an escaped
+// lane was redone in scalar code, which made the seed's 30-iteration view
+// 2x slower on the vector kernel; since escaped lanes are finished in
+// vectors the vector kernel is 12-15% faster there too (BenchmarkRender).
+var vecMinIter = 0
 
 // KernelInfo describes a kernel for benchmarks and logs.
 type KernelInfo struct {
