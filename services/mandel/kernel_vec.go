@@ -33,11 +33,14 @@ import (
 //   - a lane that needs the end of its budget (fewer than chunk iterations
 //     left) is finished by the scalar code (iterate);
 //   - the periodicity check compares z with a saved orbit point at chunk
-//     ends only, and saves at n = 64, 128, 256, ... rather than at every
-//     power of two from 8: if z_n equals an earlier z_m exactly, the orbit
-//     repeats forever (the iteration is a function of z alone) and can
-//     never escape, so the pixel is Inside whenever and however often the
-//     check looks. Checking less often only finds cycles later.
+//     ends only, and saves every lane's z when the row's chunk count
+//     reaches 8, 16, 32, ... (at iteration counts that differ from lane to
+//     lane) rather than at each orbit's iterations 8, 16, 32, ...: if z_n
+//     equals an earlier z_m exactly, the orbit repeats forever (the
+//     iteration is a function of z alone) and can never escape, so the
+//     pixel is Inside whenever and however often the check looks. Checking
+//     at other times only finds cycles at other times; the saves are still
+//     further and further apart, so every cycle is found.
 //
 // Lanes whose pixel is decided are refilled with the row's next pixel
 // (after the cardioid/bulb test, as in the scalar kernel); when two or
@@ -60,7 +63,7 @@ type vecState struct {
 	cr, zr, zi, zr0, zi0, sr, si [groups][maxLanes]float64
 	ev, et                       [groups][maxLanes]float64 // escaped (1) or not (0), chunk of escape
 	active, esc, cyc             [groups]uint8
-	px, start, cp, evt           [groups][maxLanes]int
+	px, start, evt               [groups][maxLanes]int
 }
 
 // finBatch holds escaped lanes waiting to be finished together by fin4 or
@@ -184,6 +187,10 @@ func vecRow(dst []float32, t *Tile, py, lanes int) {
 	var st vecState
 	var fb finBatch
 	T := 0 // chunks run so far
+	// The periodicity check saves every lane's z when T reaches nextCP
+	// (a power of two), whenever the lane started: one event per power of
+	// two for the whole row rather than per lane.
+	nextCP := vecCheckpoint / chunk
 	for g := range groups {
 		for i := range lanes {
 			st.refill(&cur, g, i, T, maxIter)
@@ -191,6 +198,7 @@ func vecRow(dst []float32, t *Tile, py, lanes int) {
 	}
 	for {
 		limit, left := st.nextEvent(lanes)
+		limit = min(limit, nextCP)
 		if left <= 2 {
 			fb.flush(dst, ci, lanes)
 			st.finishScalar(dst, ci, T, maxIter, lanes)
@@ -222,25 +230,22 @@ func vecRow(dst []float32, t *Tile, py, lanes int) {
 		if T < limit {
 			continue
 		}
+		if T == nextCP { // every lane saves z for the periodicity check
+			st.sr, st.si = st.zr, st.zi
+			nextCP *= 2
+		}
 		for g := range groups {
 			for b := st.active[g]; b != 0; b &= b - 1 {
 				i := bits.TrailingZeros8(b)
 				if st.evt[g][i] != T {
 					continue
 				}
+				// fewer than chunk iterations left: finish in scalar code
 				n := chunk * (T - st.start[g][i])
-				if n == st.cp[g][i] {
-					st.sr[g][i], st.si[g][i] = st.zr[g][i], st.zi[g][i]
-					st.cp[g][i] *= 2
-				}
-				if (maxIter-n)/chunk == 0 {
-					zr, zi := st.zr[g][i], st.zi[g][i]
-					dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr, zi, float64(zr*zr), float64(zi*zi),
-						st.sr[g][i], st.si[g][i], n, st.cp[g][i], maxIter)
-					st.refill(&cur, g, i, T, maxIter)
-					continue
-				}
-				st.evt[g][i] = T + min((st.cp[g][i]-n)/chunk, (maxIter-n)/chunk)
+				zr, zi := st.zr[g][i], st.zi[g][i]
+				dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr, zi, float64(zr*zr), float64(zi*zi),
+					st.sr[g][i], st.si[g][i], n, max(2*n, firstCheckpoint), maxIter)
+				st.refill(&cur, g, i, T, maxIter)
 			}
 		}
 	}
@@ -257,12 +262,12 @@ func (st *vecState) refill(cur *rowCursor, g, i, T, maxIter int) {
 		return
 	}
 	st.active[g] |= 1 << i
-	st.cr[g][i], st.px[g][i], st.start[g][i], st.cp[g][i] = cr, px, T, vecCheckpoint
-	st.evt[g][i] = T + min(vecCheckpoint/chunk, maxIter/chunk)
+	st.cr[g][i], st.px[g][i], st.start[g][i] = cr, px, T
+	st.evt[g][i] = T + maxIter/chunk
 }
 
-// nextEvent returns the first chunk at which an active lane needs a
-// checkpoint or the end of its budget, and how many lanes are active.
+// nextEvent returns the first chunk at which an active lane reaches the
+// end of its budget, and how many lanes are active.
 func (st *vecState) nextEvent(lanes int) (limit, left int) {
 	limit = int(^uint(0) >> 1)
 	for g := range groups {
@@ -282,7 +287,7 @@ func (st *vecState) finishScalar(dst []float32, ci float64, T, maxIter, lanes in
 			zr, zi := st.zr[g][i], st.zi[g][i]
 			n := chunk * (T - st.start[g][i])
 			dst[st.px[g][i]] = iterate(st.cr[g][i], ci, zr, zi, float64(zr*zr), float64(zi*zi),
-				st.sr[g][i], st.si[g][i], n, st.cp[g][i], maxIter)
+				st.sr[g][i], st.si[g][i], n, max(2*n, firstCheckpoint), maxIter)
 		}
 		st.active[g] = 0
 	}
