@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/url"
 	"slices"
 	"strings"
@@ -456,26 +457,52 @@ func TestConcurrentTiles(t *testing.T) {
 }
 
 func TestEncodePNGRoundTrip(t *testing.T) {
-	img, _ := RenderFrame(context.Background(), Frame{CX: -0.5, Scale: 0.03, Width: 100, Height: 80, MaxIter: 50}, 0)
-	var buf bytes.Buffer
-	if err := EncodePNG(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	dec, err := png.Decode(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dec.Bounds() != img.Bounds() {
-		t.Fatalf("bounds %v, want %v", dec.Bounds(), img.Bounds())
-	}
-	for y := range 80 {
-		for x := range 100 {
-			r, g, b, a := dec.At(x, y).RGBA()
-			w := img.RGBAAt(x, y)
-			if uint8(r>>8) != w.R || uint8(g>>8) != w.G || uint8(b>>8) != w.B || a != 0xffff {
-				t.Fatalf("pixel (%d,%d) = %v, want %v", x, y, dec.At(x, y), w)
+	frame, _ := RenderFrame(context.Background(), Frame{CX: -0.5, Scale: 0.03, Width: 101, Height: 80, MaxIter: 50}, 0)
+	// noise: every byte difference between rows (borrows in the filter)
+	noise := func(w, h int) *image.RGBA {
+		m := image.NewRGBA(image.Rect(0, 0, w, h))
+		rng := rand.New(rand.NewPCG(1, uint64(w)))
+		for i := range m.Pix {
+			m.Pix[i] = uint8(rng.Uint32())
+			if i%4 == 3 {
+				m.Pix[i] = 0xff
 			}
 		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		img  *image.RGBA
+	}{
+		{"rendered 101x80", frame},
+		{"sub-image at (7,5)", frame.SubImage(image.Rect(7, 5, 60, 41)).(*image.RGBA)},
+		{"noise 1x1", noise(1, 1)},
+		{"noise 2x3", noise(2, 3)},
+		{"noise 3x7", noise(3, 7)},
+		{"noise 64x64", noise(64, 64)},
+		{"noise 97x13", noise(97, 13)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := EncodePNG(&buf, tc.img); err != nil {
+				t.Fatal(err)
+			}
+			dec, err := DecodePNG(buf.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := tc.img.Bounds()
+			if dec.Bounds().Size() != b.Size() {
+				t.Fatalf("size %v, want %v", dec.Bounds().Size(), b.Size())
+			}
+			for y := range b.Dy() {
+				for x := range b.Dx() {
+					if got, want := dec.RGBAAt(x, y), tc.img.RGBAAt(b.Min.X+x, b.Min.Y+y); got != want {
+						t.Fatalf("pixel (%d,%d) = %v, want %v", x, y, got, want)
+					}
+				}
+			}
+		})
 	}
 }
 

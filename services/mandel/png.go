@@ -141,9 +141,9 @@ type RowEncoder struct {
 	cw    *chunkWriter
 	bw    *bufio.Writer
 	zw    *zlib.Writer
-	cur   []byte
-	prev  []byte
-	y     int // next row to encode, relative to the image's top
+	cur   []byte // filter byte + RGB row (+ 2 spare bytes, see upRGB)
+	zero  []byte // the row above the first: zeros
+	y     int    // next row to encode, relative to the image's top
 	close sync.Once
 }
 
@@ -170,8 +170,8 @@ func NewRowEncoder(w io.Writer, m *image.RGBA) (*RowEncoder, error) {
 	e.bw = bufio.NewWriterSize(e.cw, 1<<16)
 	e.zw = zlibPool.Get().(*zlib.Writer)
 	e.zw.Reset(e.bw)
-	e.cur = make([]byte, 1+3*width)
-	e.prev = make([]byte, 3*width)
+	e.cur = make([]byte, 1+3*width+2)[:1+3*width]
+	e.zero = make([]byte, 4*width)
 	e.cur[0] = 2 // filter type Up
 	return e, nil
 }
@@ -186,19 +186,38 @@ func (e *RowEncoder) Rows(end int) error {
 	for ; e.y < end; e.y++ {
 		off := e.m.PixOffset(b.Min.X, b.Min.Y+e.y)
 		row := e.m.Pix[off : off+4*width]
-		line := e.cur[1:]
-		for x := range width {
-			r, g, bl := row[4*x], row[4*x+1], row[4*x+2]
-			line[3*x] = r - e.prev[3*x]
-			line[3*x+1] = g - e.prev[3*x+1]
-			line[3*x+2] = bl - e.prev[3*x+2]
-			e.prev[3*x], e.prev[3*x+1], e.prev[3*x+2] = r, g, bl
+		prev := e.zero
+		if e.y > 0 {
+			prev = e.m.Pix[off-e.m.Stride : off-e.m.Stride+4*width]
 		}
+		upRGB(e.cur[1:cap(e.cur)], row, prev)
 		if _, err := e.zw.Write(e.cur); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// upRGB writes the PNG "Up" filter of an RGBA row over the row above (prev,
+// as RGBA) to line as RGB bytes: line[3x+c] = row[4x+c] - prev[4x+c] mod 256
+// for c in R, G, B. It works on two pixels at a time (SWAR: bytewise
+// subtraction in a uint64); line needs 2 spare bytes at its end.
+func upRGB(line, row, prev []byte) {
+	const hi = 0x8080808080808080
+	n := len(row) / 4
+	x := 0
+	for ; x+2 <= n; x += 2 {
+		a := binary.LittleEndian.Uint64(row[4*x:])
+		p := binary.LittleEndian.Uint64(prev[4*x:])
+		d := ((a | hi) - (p &^ hi)) ^ ((a ^ ^p) & hi)
+		// bytes R0 G0 B0 A0 R1 G1 B1 A1 -> R0 G0 B0 R1 G1 B1
+		binary.LittleEndian.PutUint64(line[3*x:], d&0xffffff|(d>>8)&0xffffff000000)
+	}
+	for ; x < n; x++ {
+		line[3*x] = row[4*x] - prev[4*x]
+		line[3*x+1] = row[4*x+1] - prev[4*x+1]
+		line[3*x+2] = row[4*x+2] - prev[4*x+2]
+	}
 }
 
 // Close finishes the PNG; every row must have been written.
