@@ -72,7 +72,13 @@ type Config struct {
 	ForgetAfter time.Duration
 	// DefaultCapacity is used when a slave reports none (default 2).
 	DefaultCapacity int
-	Logger          *slog.Logger
+	// TaskPipeline is how many calculator jobs (ClassTask) may be in
+	// flight on a slave per unit of its capacity (default 1). The master
+	// sets more when it sends tasks on a pipelined stream: the slave still
+	// evaluates capacity groups at once and the rest wait in its socket,
+	// where the next read takes them all as one group.
+	TaskPipeline int
+	Logger       *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// Events is told of slave failures, ejections, retries and removals
@@ -214,6 +220,9 @@ func NewPool(cfg Config) *Pool {
 	}
 	if cfg.DefaultCapacity <= 0 {
 		cfg.DefaultCapacity = 2
+	}
+	if cfg.TaskPipeline <= 0 {
+		cfg.TaskPipeline = 1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -499,7 +508,7 @@ func (p *Pool) pickLocked(c Class, pol balancer.Policy, key string, exclude map[
 		if healthy && exclude[s.id] {
 			healthy, excluded = false, true
 		}
-		p.cands = append(p.cands, balancer.Backend{ID: s.id, InFlight: s.inflight[c], Capacity: s.capacity, Latency: s.latency, Healthy: healthy})
+		p.cands = append(p.cands, balancer.Backend{ID: s.id, InFlight: s.inflight[c], Capacity: p.slots(s, c), Latency: s.latency, Healthy: healthy})
 		p.candSlaves = append(p.candSlaves, s)
 	}
 	i := pol.Pick(p.cands, key)
@@ -517,6 +526,14 @@ func (p *Pool) pickLocked(c Class, pol balancer.Policy, key string, exclude map[
 	s := p.candSlaves[i]
 	s.inflight[c]++
 	return s
+}
+
+// slots is how many jobs of class c may run on s at once.
+func (p *Pool) slots(s *slave, c Class) int {
+	if c == ClassTask {
+		return s.capacity * p.cfg.TaskPipeline
+	}
+	return s.capacity
 }
 
 // serveWaitersLocked hands free slots to waiting jobs, in FIFO order within
@@ -751,7 +768,7 @@ func (p *Pool) List() []api.SlaveInfo {
 			st = api.SlaveDown
 		case s.draining:
 			st = api.SlaveDraining
-		case s.inflight[ClassTask] >= s.capacity:
+		case s.inflight[ClassTask] >= p.slots(s, ClassTask):
 			st = api.SlaveBusy
 		}
 		info := api.SlaveInfo{

@@ -116,6 +116,14 @@ type limitConn struct {
 	release func()
 }
 
+// CloseWrite half-closes the connection (a hijacked one ending gracefully).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -423,48 +424,77 @@ func TestMetricsExposeTasksAndSlaves(t *testing.T) {
 	}
 }
 
-// TestConcurrentTasksAreGroupedAndEachRecordedOnce: when tasks queue up,
-// the master sends them to a slave in groups (POST /compute/batch); every
-// task still gets its own correct result, recorded once.
+// TestConcurrentTasksAreGroupedAndEachRecordedOnce: when tasks arrive
+// together, the master sends them to a slave in groups (several frames in
+// one write on the task stream, or one POST /compute/batch without it);
+// every task still gets its own correct result, recorded once.
 func TestConcurrentTasksAreGroupedAndEachRecordedOnce(t *testing.T) {
-	c := startCluster(t, 2, nil)
-	const n = 400
-	var wg sync.WaitGroup
-	errs := make(chan string, n)
-	sem := make(chan struct{}, 32)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			var task api.Task
-			body := fmt.Sprintf(`{"task_id": "g-%d", "payload": "%d * 3 + 1"}`, i, i)
-			r := call(t, http.MethodPost, c.master+"/submit-task", body, nil, &task)
-			if r.code != 200 || task.Result == nil || *task.Result != float64(i*3+1) || task.Attempts != 1 {
-				errs <- fmt.Sprintf("task %d: %d %s", i, r.code, r.body)
+	for _, tc := range []struct {
+		name    string
+		stream  bool
+		grouped func(t *testing.T, slaveMetrics []byte) int
+	}{
+		{"task stream", true, func(t *testing.T, m []byte) int {
+			return int(metricValue(t, m, "calclab_slave_stream_expressions_total") - metricValue(t, m, "calclab_slave_stream_groups_total"))
+		}},
+		{"HTTP", false, func(t *testing.T, m []byte) int {
+			return bytes.Count(m, []byte(`route="/compute/batch"`))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startCluster(t, 2, func(cfg *master.Config) { cfg.TaskStream = tc.stream })
+			const n = 400
+			var wg sync.WaitGroup
+			errs := make(chan string, n)
+			sem := make(chan struct{}, 32)
+			for i := range n {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					var task api.Task
+					body := fmt.Sprintf(`{"task_id": "g-%d", "payload": "%d * 3 + 1"}`, i, i)
+					r := call(t, http.MethodPost, c.master+"/submit-task", body, nil, &task)
+					if r.code != 200 || task.Result == nil || *task.Result != float64(i*3+1) || task.Attempts != 1 {
+						errs <- fmt.Sprintf("task %d: %d %s", i, r.code, r.body)
+					}
+				}()
 			}
-		}()
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Fatal(e)
+			}
+			m := call(t, http.MethodGet, c.master+"/metrics", "", nil, nil)
+			if !bytes.Contains(m.body, []byte(fmt.Sprintf(`calclab_tasks_total{status="completed"} %d`, n))) {
+				t.Fatalf("master did not count exactly %d completions", n)
+			}
+			grouped := 0
+			for _, s := range c.slaves {
+				grouped += tc.grouped(t, call(t, http.MethodGet, s+"/metrics", "", nil, nil).body)
+			}
+			if grouped == 0 {
+				t.Fatal("32 concurrent clients, yet no task was sent in a group")
+			}
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Fatal(e)
-	}
-	m := call(t, http.MethodGet, c.master+"/metrics", "", nil, nil)
-	if !bytes.Contains(m.body, []byte(fmt.Sprintf(`calclab_tasks_total{status="completed"} %d`, n))) {
-		t.Fatalf("master did not count exactly %d completions", n)
-	}
-	grouped := false
-	for _, s := range c.slaves {
-		r := call(t, http.MethodGet, s+"/metrics", "", nil, nil)
-		if bytes.Contains(r.body, []byte(`route="/compute/batch"`)) {
-			grouped = true
+}
+
+// metricValue is the value of an unlabelled series in a /metrics body (0
+// when it is absent).
+func metricValue(t *testing.T, body []byte, name string) float64 {
+	t.Helper()
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
 		}
 	}
-	if !grouped {
-		t.Fatal("32 concurrent clients on 4 slave slots, yet no task was sent in a group")
-	}
+	return 0
 }
 
 // TestConsistentHashSendsEachTaskAlone: grouping would move tasks off the

@@ -27,8 +27,12 @@ type Config struct {
 	// AllowCIDRs are the networks slave webhooks may live in.
 	AllowCIDRs []netip.Prefix
 
-	MaxQueue          int
-	TaskTimeout       time.Duration // one try on one slave
+	MaxQueue    int
+	TaskTimeout time.Duration // one try on one slave
+	// TaskStream sends expressions to each slave on one persistent,
+	// pipelined connection (GET /compute/stream) instead of an HTTP
+	// request per task or group; slaves without it get HTTP.
+	TaskStream        bool
 	TaskDeadline      time.Duration // acceptance to final status
 	HealthInterval    time.Duration
 	HeartbeatInterval time.Duration
@@ -76,6 +80,7 @@ func Defaults() Config {
 		AllowCIDRs:        []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		MaxQueue:          10000,
 		TaskTimeout:       5 * time.Second,
+		TaskStream:        true,
 		TaskDeadline:      30 * time.Second,
 		HealthInterval:    time.Second,
 		HeartbeatInterval: 2 * time.Second,

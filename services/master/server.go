@@ -71,13 +71,14 @@ func New(cfg Config) (*Server, error) {
 		store: store,
 		pool: dispatch.NewPool(dispatch.Config{
 			Policy: pol, MaxQueue: cfg.MaxQueue, FailThreshold: cfg.FailThreshold, Logger: cfg.Logger, Events: pm,
+			TaskPipeline: taskPipeline(cfg.TaskStream),
 		}),
 		reg: prometheus.NewRegistry(),
 		pm:  pm,
 	}
 	s.slaves = slaveclient.New(slaveclient.Config{
 		DialControl: s.dialAllowed, TaskTimeout: cfg.TaskTimeout, TileTimeout: cfg.TileTimeout,
-		HealthTimeout: max(cfg.HealthInterval, 500*time.Millisecond),
+		HealthTimeout: max(cfg.HealthInterval, 500*time.Millisecond), NoStream: !cfg.TaskStream,
 	})
 	s.runner = runner.New(runner.Config{
 		Deadline: cfg.TaskDeadline, MaxQueue: cfg.MaxQueue, Logger: cfg.Logger, Finished: s.taskFinished,
@@ -88,6 +89,19 @@ func New(cfg Config) (*Server, error) {
 	s.registerMetrics()
 	s.routes()
 	return s, nil
+}
+
+// streamPipeline is how many calculator jobs the master keeps in flight per
+// unit of a slave's capacity when it sends them on the task stream: enough
+// that a slave's next read finds a group waiting, few enough that the
+// balancing policy still sees which slave is behind.
+const streamPipeline = 16
+
+func taskPipeline(stream bool) int {
+	if stream {
+		return streamPipeline
+	}
+	return 1
 }
 
 func (s *Server) registerMetrics() {
@@ -197,6 +211,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Close() {
 	s.cancel()
 	s.runner.Stop()
+	s.slaves.CloseStreams()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing task store", "err", err)
 	}

@@ -142,7 +142,18 @@ func (s *Server) submitTask(c *echo.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, storeWait)
 	defer cancel()
-	t, created, err := s.runner.Submit(wctx, runner.Submission{ID: id, Display: display, Request: req})
+	sub := runner.Submission{ID: id, Display: display, Request: req}
+	var (
+		t       api.Task
+		created bool
+	)
+	if async {
+		t, created, err = s.runner.Submit(wctx, sub)
+	} else {
+		// The task runs on this goroutine; the store wait (wctx) ends
+		// before the run starts.
+		t, created, err = s.runner.Run(wctx, sub)
+	}
 	if err != nil {
 		return s.refuse(err)
 	}
@@ -155,6 +166,9 @@ func (s *Server) submitTask(c *echo.Context) error {
 		if err := s.runner.Acknowledge(wctx, id); err != nil {
 			return s.refuse(err)
 		}
+	}
+	if created && !async {
+		return s.replyFinal(c, t)
 	}
 	return s.reply(c, id, async)
 }
@@ -201,6 +215,11 @@ func (s *Server) reply(c *echo.Context, id string, async bool) error {
 	if err != nil {
 		return httpserve.Errorf(http.StatusNotFound, "task %q not found", id)
 	}
+	return s.replyFinal(c, t)
+}
+
+// replyFinal answers a synchronous submission with the task as it is.
+func (s *Server) replyFinal(c *echo.Context, t api.Task) error {
 	code := taskStatusCode(t)
 	if code == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", "1")

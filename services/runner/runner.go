@@ -178,6 +178,15 @@ type Submission struct {
 // stored task and whether it was created now; an existing task with the
 // same id is returned as it is (created false, no admission, no new run).
 func (r *Runner) Submit(ctx context.Context, sub Submission) (api.Task, bool, error) {
+	t, created, err := r.admitAndStore(ctx, sub)
+	if err != nil || !created {
+		return t, created, err
+	}
+	r.start(t, sub.Request)
+	return t, true, nil
+}
+
+func (r *Runner) admitAndStore(ctx context.Context, sub Submission) (api.Task, bool, error) {
 	if t, ok := r.store.Get(sub.ID); ok {
 		return t, false, nil
 	}
@@ -192,8 +201,24 @@ func (r *Runner) Submit(ctx context.Context, sub Submission) (api.Task, bool, er
 	if err != nil || !created {
 		return stored, false, err
 	}
-	r.start(stored, sub.Request)
 	return stored, true, nil
+}
+
+// Run is Submit for a caller that waits for the final status: a task
+// created now runs on the caller's goroutine (no hand-off to a task
+// goroutine and back), and Run returns its final state, or its state when
+// the master stopped meanwhile (left for the next start). An existing task
+// is returned as it is, with created false, as Submit does.
+func (r *Runner) Run(ctx context.Context, sub Submission) (api.Task, bool, error) {
+	t, created, err := r.admitAndStore(ctx, sub)
+	if err != nil || !created {
+		return t, created, err
+	}
+	r.wg.Add(1)
+	defer r.wg.Done()
+	r.run(t, sub.Request)
+	t, _ = r.store.Get(t.ID)
+	return t, true, nil
 }
 
 // Acknowledge waits until the task's creation is on disk: only then may the

@@ -28,6 +28,7 @@ import (
 	"github.com/calclab/calclab/services/calc"
 	"github.com/calclab/calclab/services/httpserve"
 	"github.com/calclab/calclab/services/mandel"
+	"github.com/calclab/calclab/services/taskstream"
 )
 
 // Config is every setting of a slave; cmd/slave fills it from flags and
@@ -80,9 +81,12 @@ type Slave struct {
 	draining atomic.Bool
 	id       atomic.Pointer[string]
 	secret   atomic.Pointer[string] // given by the master at registration
+	streams  streams                // open task streams (GET /compute/stream)
 	evalOK   prometheus.Counter
 	evalErr  prometheus.Counter
 	tiles    prometheus.Counter
+	// Task stream: groups read and the expressions in them.
+	streamGroups, streamExprs prometheus.Counter
 }
 
 // New builds a slave's HTTP API. Call Serve.
@@ -112,11 +116,18 @@ func New(cfg Config) (*Slave, error) {
 	id, secret := cfg.ID, ""
 	s.id.Store(&id)
 	s.secret.Store(&secret)
+	s.streams.conns = make(map[net.Conn]struct{})
 	evals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calclab_slave_evaluations_total", Help: "Expressions evaluated, by outcome (ok or error).",
 	}, []string{"outcome"})
 	s.evalOK, s.evalErr = evals.WithLabelValues("ok"), evals.WithLabelValues("error")
 	s.tiles = prometheus.NewCounter(prometheus.CounterOpts{Name: "calclab_slave_tiles_total", Help: "Mandelbrot tiles rendered."})
+	s.streamGroups = prometheus.NewCounter(prometheus.CounterOpts{Name: "calclab_slave_stream_groups_total",
+		Help: "Groups of expressions read at once from the master's task stream (one evaluation slot and one write of answers each)."})
+	s.streamExprs = prometheus.NewCounter(prometheus.CounterOpts{Name: "calclab_slave_stream_expressions_total",
+		Help: "Expressions received on the master's task stream."})
+	s.reg.MustRegister(s.streamGroups, s.streamExprs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "calclab_slave_streams_open",
+		Help: "Task streams open (one per master connection)."}, s.streams.open))
 	s.reg.MustRegister(s.tiles,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "calclab_calc_shape_cache_hits_total", Help: "Expressions whose compiled shape was reused."},
 			func() float64 { h, _ := calc.CacheStats(); return float64(h) }),
@@ -130,6 +141,7 @@ func New(cfg Config) (*Slave, error) {
 	e.Use(httpserve.BodyDeadline(httpserve.DefaultBodyTimeout))
 	e.POST("/compute", s.compute)
 	e.POST("/compute/batch", s.computeBatch)
+	e.GET(taskstream.Path, s.computeStream)
 	e.GET("/mandelbrot/tile", s.tile)
 	e.GET("/", s.seedTile)
 	e.GET("/health", s.health)
@@ -210,6 +222,9 @@ func (s *Slave) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		cancel()
 	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.streams.stop(sctx)
+	cancel()
 	stopServer()
 	return <-errc
 }

@@ -123,12 +123,16 @@ type Config struct {
 	TileTimeout time.Duration
 	// HealthTimeout bounds one health check (default 1s).
 	HealthTimeout time.Duration
+	// NoStream sends every compute and batch call as its own HTTP request
+	// instead of on the slave's task stream (package taskstream).
+	NoStream bool
 }
 
 // Client calls slaves. It is safe for concurrent use.
 type Client struct {
-	cfg  Config
-	http *http.Client
+	cfg     Config
+	http    *http.Client
+	streams streams
 }
 
 // New returns a client. It never follows a redirect: a slave that answers
@@ -259,6 +263,15 @@ func decodeStrict(data []byte, v any) error {
 // a failure whose fault the dispatcher reads (see the package doc).
 func (c *Client) Compute(ctx context.Context, tg dispatch.Target, req api.ComputeRequest, reqID string) (api.ComputeResponse, error) {
 	const op = "compute"
+	if !c.cfg.NoStream && req.Operation == nil && req.Expression != "" {
+		items, err := c.computeStream(ctx, op, tg, []string{req.Expression})
+		if !errors.Is(err, errNoStream) {
+			if err != nil {
+				return api.ComputeResponse{}, err
+			}
+			return api.ComputeResponse{ID: req.ID, Result: items[0].Result, Error: items[0].Error, Slave: tg.ID}, nil
+		}
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return api.ComputeResponse{}, wrap(&Error{Op: op, Slave: name(tg), Kind: KindEncode, Err: err})
@@ -298,6 +311,15 @@ func (c *Client) Compute(ctx context.Context, tg dispatch.Target, req api.Comput
 // Error (an evaluation error); anything else is the slave's fault.
 func (c *Client) ComputeBatch(ctx context.Context, tg dispatch.Target, req api.ComputeBatchRequest, reqID string) (api.ComputeBatchResponse, error) {
 	const op = "batch"
+	if !c.cfg.NoStream && len(req.Expressions) > 0 {
+		items, err := c.computeStream(ctx, op, tg, req.Expressions)
+		if !errors.Is(err, errNoStream) {
+			if err != nil {
+				return api.ComputeBatchResponse{}, err
+			}
+			return api.ComputeBatchResponse{Results: items, Slave: tg.ID}, nil
+		}
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return api.ComputeBatchResponse{}, wrap(&Error{Op: op, Slave: name(tg), Kind: KindEncode, Err: err})

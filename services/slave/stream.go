@@ -1,0 +1,206 @@
+package slave
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/calclab/calclab/services/calc"
+	"github.com/calclab/calclab/services/httpserve"
+	"github.com/calclab/calclab/services/taskstream"
+)
+
+// maxStreamGroup bounds the requests evaluated as one group (one slot, one
+// write of answers).
+const maxStreamGroup = 256
+
+// maxStreamExpr bounds one expression on the stream; calc refuses anything
+// over its own limit with an evaluation error, as /compute does.
+const maxStreamExpr = 64 << 10
+
+// streams are the open task streams, so a stopping slave can end them.
+type streams struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (st *streams) add(c net.Conn) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.conns == nil {
+		return false // closed
+	}
+	st.conns[c] = struct{}{}
+	st.wg.Add(1)
+	return true
+}
+
+// open counts the open streams.
+func (st *streams) open() float64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return float64(len(st.conns))
+}
+
+func (st *streams) remove(c net.Conn) {
+	st.mu.Lock()
+	delete(st.conns, c)
+	st.mu.Unlock()
+	st.wg.Done()
+}
+
+// stop makes every stream stop reading: each finishes the groups it has
+// read, writes their answers and closes. Requests the master sent after
+// that are answered by no one: the master sees the connection close and
+// runs them elsewhere. stop waits for the streams to close, up to ctx.
+func (st *streams) stop(ctx context.Context) {
+	st.mu.Lock()
+	for c := range st.conns {
+		_ = c.SetReadDeadline(time.Now())
+	}
+	st.conns = nil
+	st.mu.Unlock()
+	done := make(chan struct{})
+	go func() { st.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// computeStream upgrades GET /compute/stream to the master's task stream
+// (package taskstream) and serves it until the master or the slave closes
+// it.
+func (s *Slave) computeStream(c *echo.Context) error {
+	req := c.Request()
+	if !strings.EqualFold(req.Header.Get("Upgrade"), taskstream.Protocol) || !headerHas(req.Header, "Connection", "upgrade") {
+		e := httpserve.Errorf(http.StatusUpgradeRequired, "GET %s is the master's task stream: send Connection: Upgrade and Upgrade: %s (clients use POST /compute or /compute/batch)", taskstream.Path, taskstream.Protocol)
+		c.Response().Header().Set("Upgrade", taskstream.Protocol)
+		return e
+	}
+	if s.draining.Load() {
+		return httpserve.Errorf(http.StatusServiceUnavailable, "slave is shutting down")
+	}
+	conn, rw, err := http.NewResponseController(c.Response()).Hijack()
+	if err != nil {
+		return httpserve.Errorf(http.StatusInternalServerError, "cannot take over the connection: %v", err)
+	}
+	defer conn.Close()
+	if !s.streams.add(conn) {
+		return nil // the slave stopped meanwhile: closing tells the master
+	}
+	defer s.streams.remove(conn)
+	_ = conn.SetDeadline(time.Time{}) // the server's body deadline does not apply
+	_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + taskstream.Protocol + "\r\n\r\n")
+	if err := rw.Flush(); err != nil {
+		return nil
+	}
+	err = s.serveStream(conn, rw.Reader)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errStopping) {
+		s.log.Warn("task stream closed", "remote", conn.RemoteAddr().String(), "err", err)
+	}
+	closeGracefully(conn, rw.Reader)
+	return nil
+}
+
+// closeGracefully ends the stream so the answers already written arrive:
+// closing a socket with unread requests in it would reset the connection,
+// and a reset can discard answers the master has not read yet. So the
+// slave says it is done writing, then reads (and drops) what the master
+// still sends until the master closes too, for at most a second.
+func closeGracefully(conn net.Conn, r *bufio.Reader) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, r)
+	}
+}
+
+var errStopping = errors.New("slave stopping")
+
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveStream reads groups of requests (a request and every one already
+// buffered behind it, up to maxStreamGroup), evaluates each group in one
+// of the slave's slots and writes its answers in one write. Groups run
+// concurrently, up to the slave's capacity; the reader waits for a slot,
+// so a busy slave stops reading and TCP holds the master back.
+func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
+	var (
+		wmu    sync.Mutex
+		groups sync.WaitGroup
+	)
+	defer groups.Wait()
+	for {
+		first, err := taskstream.ReadRequest(r, maxStreamExpr)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return errStopping
+			}
+			return err
+		}
+		group := []taskstream.Request{first}
+		for len(group) < maxStreamGroup && r.Buffered() > 0 {
+			req, err := taskstream.ReadRequest(r, maxStreamExpr)
+			if err != nil {
+				return err
+			}
+			group = append(group, req)
+		}
+		s.streamGroups.Inc()
+		s.streamExprs.Add(float64(len(group)))
+		release, err := s.acquire(context.Background())
+		if err != nil {
+			return errStopping
+		}
+		groups.Add(1)
+		go func() {
+			defer groups.Done()
+			out := s.evalGroup(group)
+			release()
+			wmu.Lock()
+			_, err := conn.Write(out)
+			wmu.Unlock()
+			if err != nil {
+				_ = conn.Close() // the reader stops too; the master retries elsewhere
+			}
+		}()
+	}
+}
+
+// evalGroup evaluates a group and returns its answer frames.
+func (s *Slave) evalGroup(group []taskstream.Request) []byte {
+	out := make([]byte, 0, 16*len(group))
+	bad := 0
+	for _, req := range group {
+		v, err := calc.Eval(req.Expr, calc.DefaultLimits)
+		if err != nil {
+			out = taskstream.AppendError(out, req.ID, err.Error())
+			bad++
+			continue
+		}
+		out = taskstream.AppendResult(out, req.ID, v)
+	}
+	s.done.Add(uint64(len(group)))
+	s.evalOK.Add(float64(len(group) - bad))
+	s.evalErr.Add(float64(bad))
+	return out
+}

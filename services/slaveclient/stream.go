@@ -1,0 +1,315 @@
+package slaveclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/taskstream"
+)
+
+// errNoStream means the slave does not speak the task stream (an older
+// slave, or one that refused the upgrade): the caller uses HTTP.
+var errNoStream = errors.New("slave has no task stream")
+
+// noStreamFor is how long a slave that refused the upgrade is sent HTTP
+// calls before the client asks again (it may have been upgraded).
+const noStreamFor = time.Minute
+
+// streams holds the client's task streams, one per slave URL.
+type streams struct {
+	mu       sync.Mutex
+	open     map[string]*stream
+	dialing  map[string]chan struct{} // closed when the dial ends
+	noStream map[string]time.Time     // refused the upgrade, until
+}
+
+// stream is one open task stream to a slave: many expressions in flight,
+// answers matched by id, every frame ready written in one syscall.
+type stream struct {
+	rwc io.ReadWriteCloser
+
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]slot
+	err     error // set once the stream broke; it takes no new calls
+	out     []byte
+	writing bool // the writer has been kicked and not finished
+	spare   []byte
+	kick    chan struct{}
+}
+
+type slot struct {
+	c *call
+	i int
+}
+
+// call is one group of expressions sent on a stream.
+type call struct {
+	items []api.BatchItem
+	vals  []float64
+	left  int
+	err   error
+	done  chan struct{}
+}
+
+// computeStream evaluates exprs on tg's task stream. It returns errNoStream
+// when the slave has none (the caller uses HTTP); other errors are marked
+// for the dispatcher as the HTTP calls' are.
+func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Target, exprs []string) ([]api.BatchItem, error) {
+	st, err := c.stream(ctx, op, tg)
+	if err != nil {
+		return nil, err
+	}
+	cl := &call{items: make([]api.BatchItem, len(exprs)), vals: make([]float64, len(exprs)), left: len(exprs), done: make(chan struct{})}
+	base, err := st.send(cl, exprs)
+	if err != nil {
+		c.drop(tg.URL, st)
+		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
+	}
+	timer := time.NewTimer(c.cfg.TaskTimeout)
+	defer timer.Stop()
+	select {
+	case <-cl.done:
+		if cl.err != nil {
+			c.drop(tg.URL, st)
+			kind := KindTransport
+			if errors.Is(cl.err, taskstream.ErrProtocol) {
+				kind = KindMalformed
+			}
+			return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: kind, Err: cl.err})
+		}
+		return cl.items, nil
+	case <-timer.C:
+		st.forget(base, len(exprs))
+		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTimeout, Err: fmt.Errorf("no answer on the task stream within %s", c.cfg.TaskTimeout)})
+	case <-ctx.Done():
+		st.forget(base, len(exprs))
+		return nil, fmt.Errorf("slave %s %s: %w", name(tg), op, ctx.Err())
+	}
+}
+
+// stream returns tg's open stream, opening one if needed; concurrent
+// callers share one dial.
+func (c *Client) stream(ctx context.Context, op string, tg dispatch.Target) (*stream, error) {
+	s := &c.streams
+	for {
+		s.mu.Lock()
+		if st := s.open[tg.URL]; st != nil {
+			s.mu.Unlock()
+			return st, nil
+		}
+		if until, ok := s.noStream[tg.URL]; ok && time.Now().Before(until) {
+			s.mu.Unlock()
+			return nil, errNoStream
+		}
+		if wait, ok := s.dialing[tg.URL]; ok {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("slave %s %s: %w", name(tg), op, ctx.Err())
+			}
+		}
+		if s.dialing == nil {
+			s.dialing, s.open, s.noStream = map[string]chan struct{}{}, map[string]*stream{}, map[string]time.Time{}
+		}
+		wait := make(chan struct{})
+		s.dialing[tg.URL] = wait
+		s.mu.Unlock()
+
+		st, err := c.dialStream(ctx, op, tg)
+		s.mu.Lock()
+		delete(s.dialing, tg.URL)
+		switch {
+		case err == nil:
+			s.open[tg.URL] = st
+		case errors.Is(err, errNoStream):
+			s.noStream[tg.URL] = time.Now().Add(noStreamFor)
+		}
+		s.mu.Unlock()
+		close(wait)
+		return st, err
+	}
+}
+
+// drop forgets a broken stream (the next call dials again) and closes it.
+func (c *Client) drop(url string, st *stream) {
+	c.streams.mu.Lock()
+	if c.streams.open[url] == st {
+		delete(c.streams.open, url)
+	}
+	c.streams.mu.Unlock()
+	st.close(errors.New("stream dropped"))
+}
+
+// CloseStreams closes every open task stream (the master is stopping, or a
+// slave was removed); calls in flight fail and run again elsewhere.
+func (c *Client) CloseStreams() {
+	c.streams.mu.Lock()
+	open := c.streams.open
+	c.streams.open = map[string]*stream{}
+	c.streams.mu.Unlock()
+	for _, st := range open {
+		st.close(errors.New("the master closed the stream"))
+	}
+}
+
+// dialStream opens a task stream: an HTTP/1.1 request upgraded to the
+// stream protocol. A slave answering anything but 101 has no stream.
+func (c *Client) dialStream(ctx context.Context, op string, tg dispatch.Target) (*stream, error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.TaskTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(dctx, http.MethodGet, tg.URL+taskstream.Path, nil)
+	if err != nil {
+		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindEncode, Err: err})
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", taskstream.Protocol)
+	res, err := c.http.Do(req)
+	if err != nil {
+		_, err = c.transportFailure(ctx, dctx, op, tg, 0, err, c.cfg.TaskTimeout)
+		return nil, err
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxComputeReply))
+		res.Body.Close()
+		return nil, errNoStream
+	}
+	rwc, ok := res.Body.(io.ReadWriteCloser)
+	if !ok {
+		res.Body.Close()
+		return nil, errNoStream
+	}
+	st := &stream{rwc: rwc, pending: map[uint64]slot{}, kick: make(chan struct{}, 1)}
+	go st.readLoop(bufio.NewReaderSize(rwc, 64<<10))
+	go st.writeLoop()
+	return st, nil
+}
+
+// send registers cl's expressions under consecutive ids and queues their
+// frames for the stream's writer, which writes everything queued in one
+// write: under load, the frames of many tasks share a syscall.
+func (st *stream) send(cl *call, exprs []string) (uint64, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.err != nil {
+		return 0, st.err
+	}
+	base := st.next
+	st.next += uint64(len(exprs))
+	for i, e := range exprs {
+		st.pending[base+uint64(i)] = slot{cl, i}
+		st.out = taskstream.AppendRequest(st.out, base+uint64(i), e)
+	}
+	if !st.writing {
+		st.writing = true
+		select {
+		case st.kick <- struct{}{}:
+		default:
+		}
+	}
+	return base, nil
+}
+
+// writeLoop writes the queued frames until the stream breaks.
+func (st *stream) writeLoop() {
+	for range st.kick {
+		// Let the goroutines that are ready to run queue their frames
+		// first: they go out in this write.
+		runtime.Gosched()
+		st.mu.Lock()
+		for len(st.out) > 0 && st.err == nil {
+			buf := st.out
+			st.out = st.spare[:0]
+			st.mu.Unlock()
+			_, err := st.rwc.Write(buf)
+			st.mu.Lock()
+			st.spare = buf[:0]
+			if err != nil {
+				st.failLocked(err)
+			}
+		}
+		st.writing = false
+		stop := st.err != nil
+		st.mu.Unlock()
+		if stop {
+			return
+		}
+	}
+}
+
+// forget drops the ids of a call that stopped waiting: a late answer for
+// them is ignored.
+func (st *stream) forget(base uint64, n int) {
+	st.mu.Lock()
+	for i := range uint64(n) {
+		delete(st.pending, base+i)
+	}
+	st.mu.Unlock()
+}
+
+// readLoop matches answers to their calls until the stream breaks.
+func (st *stream) readLoop(r *bufio.Reader) {
+	for {
+		a, err := taskstream.ReadAnswer(r)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("the slave closed the task stream: %w", io.ErrUnexpectedEOF)
+			}
+			st.close(err)
+			return
+		}
+		st.mu.Lock()
+		sl, ok := st.pending[a.ID]
+		if ok {
+			delete(st.pending, a.ID)
+			it := &sl.c.items[sl.i]
+			if a.Error != "" {
+				it.Error = a.Error
+			} else {
+				sl.c.vals[sl.i] = a.Result
+				it.Result = &sl.c.vals[sl.i]
+			}
+			if sl.c.left--; sl.c.left == 0 {
+				close(sl.c.done)
+			}
+		}
+		st.mu.Unlock()
+	}
+}
+
+// close breaks the stream: every call waiting on it fails with err.
+func (st *stream) close(err error) {
+	st.mu.Lock()
+	st.failLocked(err)
+	st.mu.Unlock()
+}
+
+func (st *stream) failLocked(err error) {
+	if st.err != nil {
+		return
+	}
+	st.err = err
+	_ = st.rwc.Close()
+	select {
+	case st.kick <- struct{}{}: // the writer sees err and stops
+	default:
+	}
+	for id, sl := range st.pending {
+		delete(st.pending, id)
+		if sl.c.err == nil && sl.c.left > 0 {
+			sl.c.err, sl.c.left = err, 0
+			close(sl.c.done)
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package slaveclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/slave"
+	"github.com/calclab/calclab/services/taskstream"
+)
+
+// realSlave serves a real slave's API (no master) and returns its target
+// and the slave.
+func realSlave(t *testing.T) (dispatch.Target, *slave.Slave) {
+	t.Helper()
+	cfg := slave.Defaults()
+	cfg.Master, cfg.Capacity = "", 2
+	s, err := slave.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return dispatch.Target{ID: "s1", URL: srv.URL}, s
+}
+
+// slaveMetric is the value of an unlabelled metric of a slave.
+func slaveMetric(t *testing.T, s *slave.Slave, name string) float64 {
+	t.Helper()
+	mfs, err := s.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if m.GetCounter() != nil {
+			return m.GetCounter().GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("slave has no metric %s", name)
+	return 0
+}
+
+// TestStreamAnswersAsHTTPDoes: on a real slave, the task stream gives the
+// same answer as POST /compute and /compute/batch for results, evaluation
+// errors, an expression over calc's length limit and the seed's poison
+// expression.
+func TestStreamAnswersAsHTTPDoes(t *testing.T) {
+	tg, s := realSlave(t)
+	exprs := []string{"4 * (2 + 3)", "1 / 0", "9**9**9**9", strings.Repeat("1+", 3000) + "1", "2 ** 0.5", "-7 % 3"}
+	viaHTTP, viaStream := New(Config{NoStream: true}), New(Config{})
+	ctx := context.Background()
+	want, err := viaHTTP.ComputeBatch(ctx, tg, api.ComputeBatchRequest{Expressions: exprs}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := viaStream.ComputeBatch(ctx, tg, api.ComputeBatchRequest{Expressions: exprs}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range exprs {
+		w, g := want.Results[i], got.Results[i]
+		if (w.Result == nil) != (g.Result == nil) || (w.Result != nil && *w.Result != *g.Result) || w.Error != g.Error {
+			t.Errorf("%.30q: stream %s, HTTP %s", exprs[i], item(g), item(w))
+		}
+	}
+	for i, e := range exprs {
+		w, err := viaHTTP.Compute(ctx, tg, api.ComputeRequest{ID: "t", Expression: e}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := viaStream.Compute(ctx, tg, api.ComputeRequest{ID: "t", Expression: e}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.ID != "t" || (w.Result == nil) != (g.Result == nil) || (w.Result != nil && *w.Result != *g.Result) || w.Error != g.Error {
+			t.Errorf("compute %d: stream %+v, HTTP %+v", i, g, w)
+		}
+	}
+	if n := slaveMetric(t, s, "calclab_slave_stream_expressions_total"); n != float64(2*len(exprs)) {
+		t.Fatalf("the slave read %v expressions on its stream, want %d (the stream was not used)", n, 2*len(exprs))
+	}
+	if n := slaveMetric(t, s, "calclab_slave_streams_open"); n != 1 {
+		t.Fatalf("%v streams open, want the one stream shared by every call", n)
+	}
+}
+
+func item(it api.BatchItem) string {
+	if it.Result != nil {
+		return fmt.Sprint(*it.Result)
+	}
+	return fmt.Sprintf("error %q", it.Error)
+}
+
+// TestStreamCallsShareOneConnection: many concurrent calls travel on one
+// connection, each gets its own answer, and frames queued together reach
+// the slave in one group.
+func TestStreamCallsShareOneConnection(t *testing.T) {
+	tg, s := realSlave(t)
+	c := New(Config{})
+	const n = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			r, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: fmt.Sprintf("%d * 2", i)}, "")
+			switch {
+			case err != nil:
+				errs <- err
+			case r.Result == nil || *r.Result != float64(2*i):
+				errs <- fmt.Errorf("%d * 2 answered %+v", i, r)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if open := slaveMetric(t, s, "calclab_slave_streams_open"); open != 1 {
+		t.Fatalf("%v streams open for %d concurrent calls, want 1", open, n)
+	}
+	groups, exprs := slaveMetric(t, s, "calclab_slave_stream_groups_total"), slaveMetric(t, s, "calclab_slave_stream_expressions_total")
+	if exprs != n || groups >= exprs {
+		t.Fatalf("slave read %v expressions in %v groups: want %d in fewer groups", exprs, groups, n)
+	}
+}
+
+// TestStreamFallsBackToHTTPForASlaveWithoutIt: a slave that does not
+// upgrade (an older one) gets HTTP calls, and is not asked again at once.
+func TestStreamFallsBackToHTTPForASlaveWithoutIt(t *testing.T) {
+	var upgrades, batches atomic.Int32
+	tg := target(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case taskstream.Path:
+			upgrades.Add(1)
+			answer(404, `{"error": "no such endpoint: GET /compute/stream"}`)(w, r)
+		case "/compute/batch":
+			batches.Add(1)
+			answer(200, `{"results": [{"result": 3}]}`)(w, r)
+		default:
+			answer(200, `{"result": 3}`)(w, r)
+		}
+	})
+	c := New(Config{})
+	for range 3 {
+		r, err := c.ComputeBatch(context.Background(), tg, api.ComputeBatchRequest{Expressions: []string{"1+2"}}, "")
+		if err != nil || *r.Results[0].Result != 3 {
+			t.Fatalf("%+v, %v", r, err)
+		}
+	}
+	if upgrades.Load() != 1 || batches.Load() != 3 {
+		t.Fatalf("%d upgrade requests and %d batch calls, want 1 and 3", upgrades.Load(), batches.Load())
+	}
+}
+
+// fakeStream is a fake slave whose task stream misbehaves as serve says;
+// it counts the streams opened.
+func fakeStream(t *testing.T, serve func(conn net.Conn, r *bufio.Reader)) (dispatch.Target, *atomic.Int32) {
+	t.Helper()
+	var opened atomic.Int32
+	return target(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		opened.Add(1)
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + taskstream.Protocol + "\r\n\r\n")
+		_ = rw.Flush()
+		serve(conn, rw.Reader)
+	}), &opened
+}
+
+// answerAll answers every request with its length, until the stream ends.
+func answerAll(conn net.Conn, r *bufio.Reader) {
+	for {
+		req, err := taskstream.ReadRequest(r, 1<<16)
+		if err != nil {
+			return
+		}
+		if _, err := conn.Write(taskstream.AppendResult(nil, req.ID, float64(len(req.Expr)))); err != nil {
+			return
+		}
+	}
+}
+
+// TestBrokenStreamsAreTheSlavesFault: a stream that closes, stalls, or
+// answers what is not a frame fails the call in the way the dispatcher
+// reads (the task runs elsewhere), and the next call opens a new stream.
+func TestBrokenStreamsAreTheSlavesFault(t *testing.T) {
+	tests := []struct {
+		name  string
+		serve func(net.Conn, *bufio.Reader)
+		want  string
+		kind  Kind
+	}{
+		{"closed after reading", func(_ net.Conn, r *bufio.Reader) { _, _ = taskstream.ReadRequest(r, 1<<16) }, "slave", KindTransport},
+		{"an answer of an unknown kind", func(c net.Conn, r *bufio.Reader) {
+			req, _ := taskstream.ReadRequest(r, 1<<16)
+			_, _ = c.Write([]byte{byte(req.ID), 7, 0, 0})
+			time.Sleep(time.Second)
+		}, "slave", KindMalformed},
+		{"no answer", func(_ net.Conn, r *bufio.Reader) {
+			_, _ = taskstream.ReadRequest(r, 1<<16)
+			time.Sleep(time.Second)
+		}, "suspect", KindTimeout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			tg, opened := fakeStream(t, func(c net.Conn, r *bufio.Reader) {
+				if calls.Add(1) == 1 {
+					tc.serve(c, r)
+					return
+				}
+				answerAll(c, r)
+			})
+			c := New(Config{TaskTimeout: 300 * time.Millisecond})
+			_, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: "1+2"}, "")
+			var e *Error
+			if got := classify(err); got != tc.want || !errors.As(err, &e) || e.Kind != tc.kind {
+				t.Fatalf("got %v (%s), want a %s fault of kind %s", err, got, tc.want, tc.kind)
+			}
+			if tc.kind == KindTimeout {
+				c.drop(tg.URL, c.streams.open[tg.URL]) // a stalled stream stays open: close it here
+			}
+			r, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: "1+2"}, "")
+			if err != nil || r.Result == nil || *r.Result != 3 {
+				t.Fatalf("the call after a broken stream: %+v, %v", r, err)
+			}
+			if opened.Load() != 2 {
+				t.Fatalf("%d streams opened, want 2 (a new one after the broken one)", opened.Load())
+			}
+		})
+	}
+}
+
+// TestCallsToAStoppingSlaveAreRightOrFailOver: while a slave stops under
+// load, every call either gets its right answer or fails as the slave's
+// fault (the dispatcher runs it elsewhere); none gets a wrong answer or
+// hangs.
+func TestCallsToAStoppingSlaveAreRightOrFailOver(t *testing.T) {
+	cfg := slave.Defaults()
+	cfg.Master, cfg.Capacity = "", 1
+	s, err := slave.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	tg := dispatch.Target{ID: "s1", URL: "http://" + ln.Addr().String()}
+	c := New(Config{})
+	if _, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: "1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	var ok, failed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			// Expressions that take a little while, so the slave is busy
+			// when it is told to stop.
+			expr := fmt.Sprintf("%d + %s0", i, strings.Repeat("0*", 400))
+			r, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: expr}, "")
+			switch {
+			case err != nil:
+				if f, _ := FaultOf(err); f != FaultSlave {
+					t.Errorf("call %d failed as %q, want the slave's fault: %v", i, f, err)
+				}
+				failed.Add(1)
+			case r.Result == nil || *r.Result != float64(i):
+				t.Errorf("call %d answered %+v, want %d", i, r, i)
+			default:
+				ok.Add(1)
+			}
+		})
+		if i == n/2 {
+			stop()
+		}
+	}
+	wg.Wait()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d answered, %d failed over to another slave", ok.Load(), failed.Load())
+	if ok.Load() == 0 {
+		t.Fatal("no call was answered")
+	}
+}
