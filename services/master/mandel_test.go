@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/draw"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,9 @@ func TestRenderMatchesSingleProcessRender(t *testing.T) {
 			r := call(t, http.MethodGet, c.master+"/mandelbrot/render?"+tc.query, "", nil, nil)
 			if r.code != 200 || r.header.Get("Content-Type") != "image/png" {
 				t.Fatalf("%d %s %q", r.code, r.header.Get("Content-Type"), r.body[:min(len(r.body), 200)])
+			}
+			if cl := r.header.Get("Content-Length"); cl != strconv.Itoa(len(r.body)) {
+				t.Fatalf("Content-Length %q for a %d-byte PNG", cl, len(r.body))
 			}
 			got := decodePNG(t, r.body)
 			exp := want(t, tc.frame)
