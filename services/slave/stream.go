@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -190,8 +191,14 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 func (s *Slave) evalGroup(group []taskstream.Request) []byte {
 	out := make([]byte, 0, 16*len(group))
 	bad := 0
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	for _, req := range group {
 		v, err := calc.Eval(req.Expr, calc.DefaultLimits)
+		if debug {
+			// The master's request id: one task is followed in both logs.
+			s.log.DebugContext(httpserve.WithRequestID(context.Background(), req.RequestID),
+				"evaluated on the task stream", "bytes", len(req.Expr), "error", err)
+		}
 		if err != nil {
 			out = taskstream.AppendError(out, req.ID, err.Error())
 			bad++

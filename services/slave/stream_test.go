@@ -73,7 +73,7 @@ func TestAStoppingSlaveAnswersEveryRequestItRead(t *testing.T) {
 	const n = 3000
 	var frames []byte
 	for i := range n {
-		frames = taskstream.AppendRequest(frames, uint64(i), fmt.Sprintf("%d + %s0", i, strings.Repeat("0*", 300)))
+		frames = taskstream.AppendRequest(frames, uint64(i), fmt.Sprintf("%d + %s0", i, strings.Repeat("0*", 300)), "")
 	}
 	if _, err := conn.Write(frames); err != nil {
 		t.Fatal(err)

@@ -264,7 +264,7 @@ func decodeStrict(data []byte, v any) error {
 func (c *Client) Compute(ctx context.Context, tg dispatch.Target, req api.ComputeRequest, reqID string) (api.ComputeResponse, error) {
 	const op = "compute"
 	if !c.cfg.NoStream && req.Operation == nil && req.Expression != "" {
-		items, err := c.computeStream(ctx, op, tg, []string{req.Expression})
+		items, err := c.computeStream(ctx, op, tg, []string{req.Expression}, reqID)
 		if !errors.Is(err, errNoStream) {
 			if err != nil {
 				return api.ComputeResponse{}, err
@@ -312,7 +312,7 @@ func (c *Client) Compute(ctx context.Context, tg dispatch.Target, req api.Comput
 func (c *Client) ComputeBatch(ctx context.Context, tg dispatch.Target, req api.ComputeBatchRequest, reqID string) (api.ComputeBatchResponse, error) {
 	const op = "batch"
 	if !c.cfg.NoStream && len(req.Expressions) > 0 {
-		items, err := c.computeStream(ctx, op, tg, req.Expressions)
+		items, err := c.computeStream(ctx, op, tg, req.Expressions, reqID)
 		if !errors.Is(err, errNoStream) {
 			if err != nil {
 				return api.ComputeBatchResponse{}, err

@@ -64,13 +64,13 @@ type call struct {
 // computeStream evaluates exprs on tg's task stream. It returns errNoStream
 // when the slave has none (the caller uses HTTP); other errors are marked
 // for the dispatcher as the HTTP calls' are.
-func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Target, exprs []string) ([]api.BatchItem, error) {
+func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Target, exprs []string, reqID string) ([]api.BatchItem, error) {
 	st, err := c.stream(ctx, op, tg)
 	if err != nil {
 		return nil, err
 	}
 	cl := &call{items: make([]api.BatchItem, len(exprs)), vals: make([]float64, len(exprs)), left: len(exprs), done: make(chan struct{})}
-	base, err := st.send(cl, exprs)
+	base, err := st.send(cl, exprs, reqID)
 	if err != nil {
 		c.drop(tg.URL, st)
 		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
@@ -199,7 +199,7 @@ func (c *Client) dialStream(ctx context.Context, op string, tg dispatch.Target) 
 // send registers cl's expressions under consecutive ids and queues their
 // frames for the stream's writer, which writes everything queued in one
 // write: under load, the frames of many tasks share a syscall.
-func (st *stream) send(cl *call, exprs []string) (uint64, error) {
+func (st *stream) send(cl *call, exprs []string, reqID string) (uint64, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.err != nil {
@@ -209,7 +209,7 @@ func (st *stream) send(cl *call, exprs []string) (uint64, error) {
 	st.next += uint64(len(exprs))
 	for i, e := range exprs {
 		st.pending[base+uint64(i)] = slot{cl, i}
-		st.out = taskstream.AppendRequest(st.out, base+uint64(i), e)
+		st.out = taskstream.AppendRequest(st.out, base+uint64(i), e, reqID)
 	}
 	if !st.writing {
 		st.writing = true

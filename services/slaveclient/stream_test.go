@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/dispatch"
+	"github.com/calclab/calclab/services/httpserve"
 	"github.com/calclab/calclab/services/slave"
 	"github.com/calclab/calclab/services/taskstream"
 )
@@ -98,6 +100,53 @@ func TestStreamAnswersAsHTTPDoes(t *testing.T) {
 	if n := slaveMetric(t, s, "calclab_slave_streams_open"); n != 1 {
 		t.Fatalf("%v streams open, want the one stream shared by every call", n)
 	}
+}
+
+// TestStreamCarriesTheRequestID: the slave's log names the master's
+// request id for an expression it got on the stream, as it does for an
+// HTTP call, so one task is followed in both logs.
+func TestStreamCarriesTheRequestID(t *testing.T) {
+	var logs syncBuffer
+	cfg := slave.Defaults()
+	cfg.Master, cfg.Capacity = "", 1
+	cfg.Logger = slog.New(httpserve.ContextHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	s, err := slave.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	tg := dispatch.Target{ID: "s1", URL: srv.URL}
+	if _, err := New(Config{}).Compute(context.Background(), tg, api.ComputeRequest{Expression: "6 * 7"}, "rid-42"); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		found = found || (strings.Contains(line, `"evaluated on the task stream"`) && strings.Contains(line, `"request_id":"rid-42"`))
+	}
+	if !found {
+		t.Fatalf("the slave's log does not name request id rid-42:\n%s", logs.String())
+	}
+	if slaveMetric(t, s, "calclab_slave_stream_expressions_total") != 1 {
+		t.Fatal("the expression did not travel on the stream")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func item(it api.BatchItem) string {

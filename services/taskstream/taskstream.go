@@ -5,9 +5,11 @@
 // answers come back in any order and are matched by id, and each side
 // writes every frame it has ready in one syscall.
 //
-// A request frame is an expression to evaluate:
+// A request frame is an expression to evaluate, with the request id of
+// the task it belongs to (empty when there is none), so the slave's log
+// names the same id as the master's:
 //
-//	uvarint id | uvarint n | n bytes of expression (UTF-8)
+//	uvarint id | uvarint n | n bytes of expression | uvarint m | m bytes of request id
 //
 // An answer frame is a result or the slave's verdict:
 //
@@ -38,6 +40,10 @@ const Path = "/compute/stream"
 // MaxError bounds the text of an evaluation error on the wire.
 const MaxError = 1024
 
+// MaxRequestID bounds a request id on the wire (the services accept ids of
+// at most 64 characters).
+const MaxRequestID = 64
+
 // Answer kinds.
 const (
 	kindResult byte = 0
@@ -47,11 +53,17 @@ const (
 // ErrProtocol is wrapped by every malformed-frame error.
 var ErrProtocol = errors.New("task stream protocol error")
 
-// AppendRequest appends a request frame to buf.
-func AppendRequest(buf []byte, id uint64, expr string) []byte {
+// AppendRequest appends a request frame to buf; a request id over
+// MaxRequestID bytes is cut.
+func AppendRequest(buf []byte, id uint64, expr, reqID string) []byte {
+	if len(reqID) > MaxRequestID {
+		reqID = reqID[:MaxRequestID]
+	}
 	buf = binary.AppendUvarint(buf, id)
 	buf = binary.AppendUvarint(buf, uint64(len(expr)))
-	return append(buf, expr...)
+	buf = append(buf, expr...)
+	buf = binary.AppendUvarint(buf, uint64(len(reqID)))
+	return append(buf, reqID...)
 }
 
 // AppendResult appends an answer frame carrying a result.
@@ -78,8 +90,9 @@ func AppendError(buf []byte, id uint64, msg string) []byte {
 
 // Request is a decoded request frame.
 type Request struct {
-	ID   uint64
-	Expr string
+	ID        uint64
+	Expr      string
+	RequestID string
 }
 
 // ReadRequest reads one request frame; expressions longer than maxLen are a
@@ -100,7 +113,22 @@ func ReadRequest(r *bufio.Reader, maxLen int) (Request, error) {
 	if _, err := io.ReadFull(r, b); err != nil {
 		return Request{}, truncated(err)
 	}
-	return Request{ID: id, Expr: string(b)}, nil
+	m, err := binary.ReadUvarint(r)
+	if err != nil {
+		return Request{}, truncated(err)
+	}
+	if m > MaxRequestID {
+		return Request{}, fmt.Errorf("%w: request id of %d bytes, limit is %d", ErrProtocol, m, MaxRequestID)
+	}
+	req := Request{ID: id, Expr: string(b)}
+	if m > 0 {
+		rid := make([]byte, m)
+		if _, err := io.ReadFull(r, rid); err != nil {
+			return Request{}, truncated(err)
+		}
+		req.RequestID = string(rid)
+	}
+	return req, nil
 }
 
 // Answer is a decoded answer frame: a result, or an evaluation error.

@@ -13,14 +13,19 @@ import (
 func TestRequestRoundTrip(t *testing.T) {
 	var buf []byte
 	exprs := []string{"1 + 2", "", strings.Repeat("9", 4096), "2 ** 0.5 * (3 - 1)"}
+	ids := []string{"", "3f2a9c", strings.Repeat("r", 64), strings.Repeat("x", 100)}
 	for i, e := range exprs {
-		buf = AppendRequest(buf, uint64(i)*1_000_003, e)
+		buf = AppendRequest(buf, uint64(i)*1_000_003, e, ids[i])
 	}
 	r := bufio.NewReader(bytes.NewReader(buf))
 	for i, e := range exprs {
+		want := Request{ID: uint64(i) * 1_000_003, Expr: e, RequestID: ids[i]}
+		if len(want.RequestID) > MaxRequestID {
+			want.RequestID = want.RequestID[:MaxRequestID]
+		}
 		got, err := ReadRequest(r, 4096)
-		if err != nil || got.ID != uint64(i)*1_000_003 || got.Expr != e {
-			t.Fatalf("frame %d: got %+v, %v; want id %d expr %q", i, got, err, uint64(i)*1_000_003, e)
+		if err != nil || got != want {
+			t.Fatalf("frame %d: got %+v, %v; want %+v", i, got, err, want)
 		}
 	}
 	if _, err := ReadRequest(r, 4096); err != io.EOF {
@@ -57,9 +62,12 @@ func TestMalformedFramesAreProtocolErrors(t *testing.T) {
 		frame  []byte
 		answer bool
 	}{
-		{"request cut in its expression", AppendRequest(nil, 1, "1 + 2")[:4], false},
+		{"request cut in its expression", AppendRequest(nil, 1, "1 + 2", "")[:4], false},
 		{"request cut after its id", []byte{5}, false},
-		{"request over the length limit", AppendRequest(nil, 1, strings.Repeat("1", 17)), false},
+		{"request cut before its request id", AppendRequest(nil, 1, "1", "")[:3], false},
+		{"request cut in its request id", AppendRequest(nil, 1, "1", "abcd")[:6], false},
+		{"request over the length limit", AppendRequest(nil, 1, strings.Repeat("1", 17), ""), false},
+		{"request id over its limit", append(AppendRequest(nil, 1, "1", "")[:3], 65), false},
 		{"answer of unknown kind", []byte{1, 9, 0}, true},
 		{"answer cut in its result", AppendResult(nil, 1, 3)[:5], true},
 		{"answer with an empty error", []byte{1, 1, 0}, true},
