@@ -144,6 +144,19 @@ func (u *CPUUse) Add(a, b CPUSnap) {
 	}
 }
 
+// AddExternal accounts cpu, the CPU time of a process that is not one of
+// the cluster's children and ran entirely within the windows accounted so
+// far (a load generator such as wrk, timed from its rusage), as part: it
+// moves that much out of "other" (never below 0).
+func (u *CPUUse) AddExternal(part string, cpu time.Duration) {
+	if u.ticks == nil {
+		u.ticks = map[string]float64{}
+	}
+	t := cpu.Seconds() * clockTicks
+	u.ticks[part] += t
+	u.ticks["other"] = max(u.ticks["other"]-t, 0)
+}
+
 // Measured says whether any window was accounted.
 func (u *CPUUse) Measured() bool { return u != nil && u.secs > 0 }
 
