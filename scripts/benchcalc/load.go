@@ -210,10 +210,24 @@ type runStats struct {
 	errs      []string
 	sent      int64   // open loop only: measured requests sent
 	achieved  float64 // open loop: requests/s actually sent
-	cpu       benchkit.CPUUse
+	// pcts are the percentiles wrk reported, when lat is empty (a wrk run).
+	pcts map[float64]time.Duration
+	// cores is the CPU used during the measured window, in cores, by
+	// column of the CPU table (cpuCols); a column not measured is absent.
+	cores map[string]float64
 }
 
-func (s *runStats) pct(p float64) time.Duration { return pctOf(s.lat, p) }
+// pct is the p-th percentile of the latencies; of a wrk run, the one wrk
+// reported (0 when it did not report p).
+func (s *runStats) pct(p float64) time.Duration {
+	if len(s.lat) == 0 && s.pcts != nil {
+		return s.pcts[p]
+	}
+	return pctOf(s.lat, p)
+}
+
+// hasLatency says whether there are latencies to report.
+func (s *runStats) hasLatency() bool { return len(s.lat) > 0 || len(s.pcts) > 0 }
 
 // pctOf is the p-th percentile of sorted nanoseconds.
 func pctOf(sorted []int64, p float64) time.Duration {

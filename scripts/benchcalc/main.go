@@ -2,14 +2,21 @@
 //
 //	(1)  direct       POST {slave-1}/compute: one slave, no master
 //	(2)  master       POST {master}/submit-task: the master balancing over 2 slaves
+//	(2w) master-wrk   (2) with wrk as the load generator
 //	(2h) master-half  (2) again, open loop at half of (2)'s throughput
 //	(3)  nginx        POST {nginx}/compute: nginx least_conn over the same 2 slaves
+//	(3w) nginx-wrk    (3) with wrk as the load generator
 //	(4)  batch        POST {master}/submit-batch with --batch-size expressions
+//	(5)  master-50    (2h) at (2h)'s rate with 50 slaves (--many-slaves): run last
 //
 // It starts its own master, two slaves and nginx on free random loopback
-// ports (never 5000, 6001 or 6002), stops them at exit (also on error or
-// Ctrl-C) and removes its temp dir. `make bench-calc` runs it after `make
-// build`; --help lists the flags.
+// ports (never 5000, 6001 or 6002), and for (5) 48 more slaves, which it
+// stops after that scenario; it stops everything at exit (also on error or
+// Ctrl-C) and removes its temp dir. The wrk rows need Debian's wrk
+// (apt-get install wrk; skipped without it): 2 threads, --concurrency
+// connections, a Lua script in the temp dir giving every request its own
+// expression. `make bench-calc` runs it after `make build`; --help lists
+// the flags.
 package main
 
 import (
@@ -17,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -42,18 +50,33 @@ type config struct {
 	timeout      time.Duration
 	masterFlags  []string
 	slaveFlags   []string
+	wrkBin       string
+	manySlaves   int
 }
 
 // scenario keys in run order, with the aliases --only accepts.
 var (
-	scenarioKeys = []string{"direct", "master", "master-half", "nginx", "batch"}
-	aliases      = map[string]string{"1": "direct", "2": "master", "2h": "master-half", "half": "master-half", "3": "nginx", "4": "batch"}
+	scenarioKeys = []string{"direct", "master", "master-wrk", "master-half", "nginx", "nginx-wrk", "batch", "master-50"}
+	aliases      = map[string]string{"1": "direct", "2": "master", "2w": "master-wrk", "2h": "master-half", "half": "master-half",
+		"3": "nginx", "3w": "nginx-wrk", "4": "batch", "5": "master-50", "50": "master-50"}
 )
 
-const usageHead = `benchcalc: calclab calculator benchmark (direct slave, master, master at half load, nginx, batch).
+const usageHead = `benchcalc: calclab calculator benchmark, one run, with the targets of issue 11.
 
-Starts its own master, 2 slaves and nginx on free loopback ports, runs each scenario
-for --duration after --warmup, and prints a table to stdout (progress goes to stderr).
+Scenarios (--only takes the names or the numbers):
+  (1)  direct       POST slave-1/compute: one slave, no master
+  (2)  master       POST master/submit-task (synchronous), the master over 2 slaves
+  (2w) master-wrk   (2) with wrk as the load generator
+  (2h) master-half  (2) open loop at half of (2)'s throughput (or --half-rate)
+  (3)  nginx        POST nginx/compute: nginx least_conn over the same 2 slaves
+  (3w) nginx-wrk    (3) with wrk as the load generator
+  (4)  batch        POST master/submit-batch with --batch-size expressions
+  (5)  master-50    (2h) at the same rate with --many-slaves slaves (run last)
+
+Starts its own master, 2 slaves and nginx on free loopback ports (and the extra slaves
+of (5), stopped after it), runs each scenario for --duration after --warmup, and prints
+the tables to stdout (progress goes to stderr). The wrk rows need Debian's wrk
+(apt-get install wrk) and are skipped without it.
 
 Usage: go run ./scripts/benchcalc [flags]     (make bench-calc)
 
@@ -69,11 +92,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.batchSize, "batch-size", 10000, "expressions per /submit-batch request (scenario 4)")
 	fs.IntVar(&cfg.batchConc, "batch-concurrency", 2, "closed-loop workers of the batch scenario")
 	fs.StringVar(&cfg.binDir, "bin-dir", "./bin", "directory holding the master and slave binaries (make build)")
-	only := fs.String("only", "", "comma list of scenarios to run: direct,master,master-half,nginx,batch (or 1,2,2h,3,4); empty: all")
+	only := fs.String("only", "", "comma list of scenarios to run: "+strings.Join(scenarioKeys, ",")+" (or 1,2,2w,2h,3,3w,4,5); empty: all")
 	fs.BoolVar(&cfg.markdown, "markdown", false, "print the results as Markdown tables (for docs/benchmarks.md)")
 	fs.StringVar(&cfg.nginxBin, "nginx", "/usr/sbin/nginx", "nginx binary (Debian package nginx / nginx-light)")
 	fs.StringVar(&cfg.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes: auto (one per CPU) or a number")
-	fs.Float64Var(&cfg.halfRate, "half-rate", 0, "request rate of master-half; 0: half of the throughput measured in master")
+	fs.Float64Var(&cfg.halfRate, "half-rate", 0, "request rate of master-half and master-50; 0: half of the throughput measured in master")
+	fs.StringVar(&cfg.wrkBin, "wrk", "wrk", "wrk binary (Debian package wrk) for master-wrk and nginx-wrk")
+	fs.IntVar(&cfg.manySlaves, "many-slaves", 50, "slaves of master-50 (slave-1, slave-2 and this many minus 2 more)")
 	fs.IntVar(&cfg.openPool, "open-pool", 256, "goroutines (and at most connections) of the open-loop sender of master-half")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one HTTP request")
 	masterFlags := fs.String("master-flags", "", "extra flags for bin/master, space-separated (experiments: e.g. \"--policy p2c\")")
@@ -94,6 +119,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--half-rate must not be negative")
 	case cfg.timeout <= 0:
 		return cfg, errors.New("--timeout must be positive")
+	case cfg.manySlaves < 3 || cfg.manySlaves > 500:
+		return cfg, errors.New("--many-slaves must be from 3 to 500")
 	}
 	cfg.masterFlags, cfg.slaveFlags = strings.Fields(*masterFlags), strings.Fields(*slaveFlags)
 	if cfg.nginxWorkers != "auto" {
@@ -106,8 +133,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.only, err = benchkit.ParseOnly(*only, scenarioKeys, aliases); err != nil {
 		return cfg, err
 	}
-	if cfg.only["master-half"] && !cfg.only["master"] && cfg.halfRate == 0 {
-		return cfg, errors.New("--only: master-half runs at half of master's throughput: add master, or give --half-rate")
+	if (cfg.only["master-half"] || cfg.only["master-50"]) && !cfg.only["master"] && cfg.halfRate == 0 {
+		return cfg, errors.New("--only: master-half and master-50 run at half of master's throughput: add master, or give --half-rate")
 	}
 	return cfg, nil
 }
@@ -141,11 +168,12 @@ func run(args []string) int {
 	}
 	rep.capacity = c.Capacity
 	failed := false
-	if cfg.only["nginx"] {
+	if cfg.only["nginx"] || cfg.only["nginx-wrk"] {
 		switch {
 		case rep.nginx == "":
 			fmt.Fprintln(os.Stderr, "nginx not installed: apt-get install nginx-light")
 			rep.get("nginx").skipped = "nginx not installed: apt-get install nginx-light"
+			rep.get("nginx-wrk").skipped = rep.get("nginx").skipped
 		default:
 			if err := c.startNginx(ctx, cfg.nginxBin, cfg.nginxWorkers); err != nil {
 				if ctx.Err() != nil {
@@ -153,9 +181,19 @@ func run(args []string) int {
 				}
 				fmt.Fprintln(os.Stderr, "benchcalc: start nginx:", err)
 				rep.get("nginx").skipped = "nginx failed to start (see stderr)"
+				rep.get("nginx-wrk").skipped = rep.get("nginx").skipped
 				failed = true
 			} else {
 				progress("nginx %s (worker_processes %s)", c.nginxURL, nginxWorkerCount(cfg.nginxWorkers))
+			}
+		}
+	}
+
+	if rep.wrk == "" && (cfg.only["master-wrk"] || cfg.only["nginx-wrk"]) {
+		progress("%s not found: skipping the wrk rows (apt-get install wrk)", cfg.wrkBin)
+		for _, k := range []string{"master-wrk", "nginx-wrk"} {
+			if rep.get(k).skipped == "" {
+				rep.get(k).skipped = "wrk not installed: apt-get install wrk"
 			}
 		}
 	}
@@ -173,22 +211,38 @@ func run(args []string) int {
 			s.skipped = "interrupted"
 			continue
 		}
-		if s.key == "master-half" {
-			rate := cfg.halfRate
-			if rate == 0 {
-				m := rep.get("master")
-				if m.st == nil || m.st.bad > 0 || m.st.rate() <= 0 {
-					s.skipped = "needs an error-free master run"
-					continue
-				}
-				rate = m.st.rate() / 2
+		if s.key == "master-half" || s.key == "master-50" {
+			rate, why := rep.halfRate()
+			if why != "" {
+				s.skipped = why
+				continue
 			}
 			s.targetRate = rate
 		}
+		if s.key == "master-50" {
+			progress("%s %s: starting slave-3 .. slave-%d", s.num, s.key, cfg.manySlaves)
+			t := time.Now()
+			if err := c.startMoreSlaves(ctx, cfg.binDir, cfg.manySlaves, cfg.slaveFlags); err != nil {
+				c.stopMoreSlaves()
+				if ctx.Err() != nil {
+					s.skipped = "interrupted"
+					continue
+				}
+				fmt.Fprintln(os.Stderr, "benchcalc: start more slaves:", err)
+				s.skipped = "the extra slaves failed to start (see stderr)"
+				failed = true
+				continue
+			}
+			progress("%s %s: %d slaves registered and free in %s", s.num, s.key, cfg.manySlaves, time.Since(t).Round(time.Millisecond))
+		}
 		b.run(ctx, s)
+		failed = failed || s.failed
 		if died := c.Deaths(s.num + " " + s.title); len(died) > 0 {
 			rep.problems = append(rep.problems, died...)
 			failed = true
+		}
+		if s.key == "master-50" {
+			c.stopMoreSlaves()
 		}
 		client.CloseIdleConnections()
 		if ctx.Err() == nil {
@@ -221,6 +275,9 @@ func (b *bench) run(ctx context.Context, s *row) {
 	}
 	var st *runStats
 	switch s.key {
+	case "master-wrk", "nginx-wrk":
+		b.runWrk(ctx, s)
+		return
 	case "direct":
 		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
@@ -229,7 +286,7 @@ func (b *bench) run(ctx context.Context, s *row) {
 		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
 			singleJob(b.c.MasterURL+"/submit-task", "payload", true), ph)
-	case "master-half":
+	case "master-half", "master-50":
 		progress("%s %s: open loop at %.0f requests/s, pool of %d, warm-up %s + %s", s.num, s.key, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration)
 		st = runOpen(ctx, b.client, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration, b.seq,
 			singleJob(b.c.MasterURL+"/submit-task", "payload", true), ph)
@@ -246,9 +303,105 @@ func (b *bench) run(ctx context.Context, s *row) {
 		s.skipped = "interrupted"
 		return
 	}
-	st.cpu = use
+	st.cores = b.cores(&use)
 	s.st = st
 	progress("%s %s: %s %s/s, p50 %s, p99 %s, %d errors", s.num, s.key, benchkit.Commas(st.rate()), s.unit, benchkit.FmtDur(st.pct(50)), benchkit.FmtDur(st.pct(99)), st.bad)
+	for _, e := range st.errs {
+		progress("  error: %s", e)
+	}
+}
+
+// cores is use by column of the CPU table.
+func (b *bench) cores(use *benchkit.CPUUse) map[string]float64 {
+	out := map[string]float64{}
+	for _, col := range cpuCols {
+		parts := []string{col}
+		if col == moreSlavesCol {
+			parts = b.c.moreSlaveNames()
+		}
+		for _, p := range parts {
+			if v, ok := use.Cores(p); ok {
+				out[col] += v
+			}
+		}
+	}
+	return out
+}
+
+// runWrk runs wrk against (2)'s or (3)'s URL: an unmeasured warm-up run,
+// then the measured one, with the services' CPU accounted from just before
+// wrk starts to just after it exits, and wrk's own from its rusage.
+func (b *bench) runWrk(ctx context.Context, s *row) {
+	cfg := b.cfg
+	url, field := b.c.MasterURL+"/submit-task", "payload"
+	if s.key == "nginx-wrk" {
+		url, field = b.c.nginxURL+"/compute", "expression"
+	}
+	// wrk -d takes whole seconds.
+	dur := time.Duration(math.Ceil(cfg.duration.Seconds())) * time.Second
+	warm := time.Duration(math.Ceil(cfg.warmup.Seconds())) * time.Second
+	progress("%s %s: wrk -t%d -c%d, warm-up %s + %s", s.num, s.key, wrkThreads, cfg.concurrency, warm, dur)
+	once := func(name string, d time.Duration) (*wrkResult, time.Duration, error) {
+		base := b.seq.Load()
+		script, err := writeWrkScript(b.c.Dir, name, field, base)
+		if err != nil {
+			return nil, 0, err
+		}
+		out, cpu, err := execWrk(ctx, cfg.wrkBin, wrkArgs(cfg.concurrency, d, cfg.timeout, script, url))
+		if err != nil {
+			return nil, cpu, err
+		}
+		r, err := parseWrk(out)
+		if err != nil {
+			return nil, cpu, fmt.Errorf("%w; wrk printed:\n%s", err, out)
+		}
+		// Past every number wrk may have used (requests still in flight
+		// when it stopped are not counted).
+		b.seq.Add(r.requests + int64(2*cfg.concurrency+wrkThreads))
+		return r, cpu, nil
+	}
+	fail := func(err error) {
+		if ctx.Err() != nil {
+			s.skipped = "interrupted"
+			return
+		}
+		fmt.Fprintf(os.Stderr, "benchcalc: %s %s: %v\n", s.num, s.key, err)
+		s.skipped = "wrk failed (see stderr)"
+		s.failed = true
+	}
+	var warmBad int64
+	if cfg.warmup > 0 {
+		r, _, err := once(s.key+"-warmup.lua", warm)
+		if err != nil {
+			fail(err)
+			return
+		}
+		warmBad = r.non2xx + r.socketErrors()
+	}
+	before := b.c.SnapCPU()
+	t0 := time.Now()
+	r, cpu, err := once(s.key+".lua", dur)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var use benchkit.CPUUse
+	use.Add(before, b.c.SnapCPU())
+	window := time.Since(t0)
+	use.AddExternal("wrk", cpu)
+	st := r.stats()
+	st.warmBad = warmBad
+	st.cores = b.cores(&use)
+	// The window also holds wrk's start and exit, when the services idle:
+	// give the cores over wrk's measured runtime, as for the other rows.
+	if st.wall > 0 && window > st.wall {
+		for k, v := range st.cores {
+			st.cores[k] = v * window.Seconds() / st.wall.Seconds()
+		}
+	}
+	s.st, s.wrk = st, r
+	progress("%s %s: %s %s/s (wrk: %s requests/s), p50 %s, p99 %s, %d errors", s.num, s.key, benchkit.Commas(st.rate()), s.unit,
+		benchkit.Commas(r.reqPerSec), benchkit.FmtDur(st.pct(50)), benchkit.FmtDur(st.pct(99)), st.bad)
 	for _, e := range st.errs {
 		progress("  error: %s", e)
 	}

@@ -18,13 +18,15 @@ import (
 )
 
 // cluster is what the benchmark starts: benchkit's master and two slaves
-// and, when wanted, nginx in front of the slaves (one of the Extra
-// processes, so it is stopped with the slaves).
+// and, when wanted, nginx in front of the slaves and more slaves for the
+// 50-slave scenario (Extra processes, so they are stopped with the
+// slaves).
 type cluster struct {
 	*benchkit.Cluster
 	nginx    *benchkit.Proc
 	nginxDir string
 	nginxURL string
+	more     []*benchkit.Proc // slave-3 .. slave-N (startMoreSlaves)
 }
 
 func newCluster() (*cluster, error) {
