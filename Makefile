@@ -64,7 +64,7 @@ cross: ## the commands build for Windows (lab drives Hyper-V from there) and mac
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/lab ./cmd/master ./cmd/slave
 
 
-bench-calc: build ## calculator benchmark: direct, master, nginx, batch
+bench-calc: build ## calculator benchmark: direct, master, nginx (own generator and wrk), batch, 50 slaves
 	$(GO) run ./scripts/benchcalc
 
 clean:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what `make test` needs and is not Go: Debian packages (Chromium for
 # the browser test, OpenSSH's sshd for the provisioning tests, nginx for the
-# benchmarks' baseline) when run as root, and the npm test tools pinned in
+# benchmarks' baseline, wrk for bench-calc's independent load generator and
+# its script test) when run as root, and the npm test tools pinned in
 # package.json / package-lock.json (newman, tree-sitter + its PowerShell
 # grammar) into ./node_modules with `npm ci`. Never downloads anything at
 # test time: this runs first, once, and is a no-op when everything is there.
@@ -17,6 +18,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 # node-gyp builds tree-sitter's native binding.
 command -v g++ >/dev/null 2>&1 || need+=(g++)
