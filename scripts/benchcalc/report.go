@@ -463,7 +463,7 @@ func (r *report) errorLines() []string {
 func (r *report) footer() []string {
 	n := r.info.Cores
 	return []string{
-		fmt.Sprintf("The load generator (benchcalc), the master, both slaves and nginx all run on this one machine and share its %d cores "+
+		fmt.Sprintf("The load generator (benchcalc, or wrk in (2w) and (3w)), the master, the slaves and nginx all run on this one machine and share its %d cores "+
 			"(as does anything else running, the \"other\" CPU column): the rows compare setups with each other on loopback, "+
 			"they are not the capacity of a real deployment.", n),
 		"Latency: per request, from just before the HTTP call to the end of the reply body, successful requests only. " +
