@@ -75,15 +75,14 @@ type finBatch struct {
 	px                 [maxLanes]int
 	n                  int
 	// scratch of vlog2x4 and vlog2x8: table indices and entries
-	k             [maxLanes]uint64
-	t, inv, log2t [maxLanes]float64
+	k     [maxLanes]uint64
+	log2t [maxLanes]float64
 }
 
-// lookup loads the log2Table entries of indices k[:lanes] (a gather).
+// lookup loads log2Table's log2(t) of indices k[:lanes] (a gather).
 func (b *finBatch) lookup(lanes int) {
 	for i, k := range b.k[:lanes] {
-		e := &log2Table[k&(1<<log2TableBits-1)]
-		b.t[i], b.inv[i], b.log2t[i] = e.t, e.inv, e.log2t
+		b.log2t[i] = log2Table[k&(1<<log2TableBits-1)].log2t
 	}
 }
 

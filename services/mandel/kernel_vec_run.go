@@ -147,13 +147,17 @@ func vlog2x8(x archsimd.Float64x8, p *finBatch) archsimd.Float64x8 {
 	b := x.AsUint64x8()
 	magic := archsimd.BroadcastUint64x8(0x4330000000000000) // 2^52
 	e := b.ShiftAllRight(52).Or(magic).AsFloat64x8().Sub(archsimd.BroadcastFloat64x8(1<<52 + 1023))
-	b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x8(1<<log2TableBits - 1)).StoreSlice(p.k[:])
+	k := b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x8(1<<log2TableBits - 1))
+	k.StoreSlice(p.k[:])
 	p.lookup(8)
+	// the table's t = 1 + k/256 and 1/t, computed (exactly as the table was)
+	one := archsimd.BroadcastFloat64x8(1)
+	tt := k.Or(magic).AsFloat64x8().Sub(archsimd.BroadcastFloat64x8(1 << 52)).Mul(archsimd.BroadcastFloat64x8(1.0 / (1 << log2TableBits))).Add(one)
 	m := b.And(archsimd.BroadcastUint64x8(1<<52 - 1)).Or(archsimd.BroadcastUint64x8(1023 << 52)).AsFloat64x8()
-	r := m.Sub(archsimd.LoadFloat64x8Slice(p.t[:])).Mul(archsimd.LoadFloat64x8Slice(p.inv[:]))
+	r := m.Sub(tt).Mul(one.Div(tt))
 	q := r.Mul(archsimd.BroadcastFloat64x8(-1.0 / 4)).Add(archsimd.BroadcastFloat64x8(1.0 / 3))
 	q = q.Mul(r).Add(archsimd.BroadcastFloat64x8(-1.0 / 2))
-	q = q.Mul(r).Add(archsimd.BroadcastFloat64x8(1))
+	q = q.Mul(r).Add(one)
 	return e.Add(q.Mul(r).Mul(archsimd.BroadcastFloat64x8(1 / math.Ln2)).Add(archsimd.LoadFloat64x8Slice(p.log2t[:])))
 }
 
@@ -316,13 +320,17 @@ func vlog2x4(x archsimd.Float64x4, p *finBatch) archsimd.Float64x4 {
 	b := x.AsUint64x4()
 	magic := archsimd.BroadcastUint64x4(0x4330000000000000) // 2^52
 	e := b.ShiftAllRight(52).Or(magic).AsFloat64x4().Sub(archsimd.BroadcastFloat64x4(1<<52 + 1023))
-	b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x4(1<<log2TableBits - 1)).StoreSlice(p.k[:])
+	k := b.ShiftAllRight(52 - log2TableBits).And(archsimd.BroadcastUint64x4(1<<log2TableBits - 1))
+	k.StoreSlice(p.k[:])
 	p.lookup(4)
+	// the table's t = 1 + k/256 and 1/t, computed (exactly as the table was)
+	one := archsimd.BroadcastFloat64x4(1)
+	tt := k.Or(magic).AsFloat64x4().Sub(archsimd.BroadcastFloat64x4(1 << 52)).Mul(archsimd.BroadcastFloat64x4(1.0 / (1 << log2TableBits))).Add(one)
 	m := b.And(archsimd.BroadcastUint64x4(1<<52 - 1)).Or(archsimd.BroadcastUint64x4(1023 << 52)).AsFloat64x4()
-	r := m.Sub(archsimd.LoadFloat64x4Slice(p.t[:])).Mul(archsimd.LoadFloat64x4Slice(p.inv[:]))
+	r := m.Sub(tt).Mul(one.Div(tt))
 	q := r.Mul(archsimd.BroadcastFloat64x4(-1.0 / 4)).Add(archsimd.BroadcastFloat64x4(1.0 / 3))
 	q = q.Mul(r).Add(archsimd.BroadcastFloat64x4(-1.0 / 2))
-	q = q.Mul(r).Add(archsimd.BroadcastFloat64x4(1))
+	q = q.Mul(r).Add(one)
 	return e.Add(q.Mul(r).Mul(archsimd.BroadcastFloat64x4(1 / math.Ln2)).Add(archsimd.LoadFloat64x4Slice(p.log2t[:])))
 }
 
