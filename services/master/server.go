@@ -138,7 +138,7 @@ func (s *Server) registerMetrics() {
 func (s *Server) Metrics() prometheus.Gatherer { return s.reg }
 
 // taskFinished counts and logs a task that reached its final status.
-func (s *Server) taskFinished(t api.Task) {
+func (s *Server) taskFinished(ctx context.Context, t api.Task) {
 	s.tasks.WithLabelValues(t.Status).Inc()
 	if t.FinishedAt != nil {
 		s.pm.observe(kindTask, t.Status, t.FinishedAt.Sub(t.CreatedAt).Seconds())
@@ -147,7 +147,7 @@ func (s *Server) taskFinished(t api.Task) {
 	if t.Status == api.StatusFailed && t.Reason != api.ReasonEvaluation {
 		lvl = slog.LevelWarn
 	}
-	s.log.Log(context.Background(), lvl, "task finished", "task", t.ID, "status", t.Status, "reason", t.Reason,
+	s.log.Log(ctx, lvl, "task finished", "task", t.ID, "status", t.Status, "reason", t.Reason,
 		"slave", t.Slave, "attempts", t.Attempts, "error", t.Error)
 }
 

@@ -79,7 +79,8 @@ type Config struct {
 	Senders int
 	// Finished, when set, is called once for every task that reaches a
 	// final status (metrics, logs).
-	Finished func(api.Task)
+	// Its context carries the task's request id (for logs).
+	Finished func(context.Context, api.Task)
 	Logger   *slog.Logger
 }
 
@@ -111,7 +112,7 @@ func New(cfg Config, store Store, pool Dispatcher, slaves Slaves) *Runner {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Finished == nil {
-		cfg.Finished = func(api.Task) {}
+		cfg.Finished = func(context.Context, api.Task) {}
 	}
 	r := &Runner{cfg: cfg, store: store, pool: pool, slaves: slaves}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -238,7 +239,7 @@ func (r *Runner) Acknowledge(ctx context.Context, id string) error {
 func (r *Runner) resume() {
 	for _, rec := range r.store.Unfinished() {
 		if rec.Request.Empty() {
-			final := r.finish(rec.Task.ID, "", 0, errInvalid)
+			final := r.finish(context.Background(), rec.Task.ID, "", 0, errInvalid)
 			r.cfg.Logger.Warn("task left unfinished without its request; failed", "task", rec.Task.ID, "error", final.Error)
 			continue
 		}
@@ -316,12 +317,12 @@ func (r *Runner) run(t api.Task, req taskstore.Request) {
 		r.cfg.Logger.Info("master stopping: task left for the next start", "task", t.ID)
 		return
 	}
-	r.finish(t.ID, slave, result, err)
+	r.finish(ctx, t.ID, slave, result, err)
 }
 
 // finish records the final status of a task: completed when err is nil,
 // failed with its reason otherwise.
-func (r *Runner) finish(id, slave string, result float64, err error) api.Task {
+func (r *Runner) finish(ctx context.Context, id, slave string, result float64, err error) api.Task {
 	finished := time.Now().UTC()
 	reason, msg := Classify(err, r.cfg.Deadline)
 	final, uerr := r.store.Update(id, func(t *api.Task) {
@@ -339,7 +340,7 @@ func (r *Runner) finish(id, slave string, result float64, err error) api.Task {
 	if uerr != nil {
 		return api.Task{} // abandoned: it was never acknowledged
 	}
-	r.cfg.Finished(final)
+	r.cfg.Finished(ctx, final)
 	return final
 }
 

@@ -86,7 +86,7 @@ type finishedLog struct {
 	n  map[string]int
 }
 
-func (f *finishedLog) add(t api.Task) {
+func (f *finishedLog) add(_ context.Context, t api.Task) {
 	f.mu.Lock()
 	f.n[t.ID]++
 	f.mu.Unlock()

@@ -253,32 +253,57 @@ func TestAsyncTaskSurvivesSlaveLoss(t *testing.T) {
 }
 
 // TestRequestIDFollowsTheTask: the id a client sends appears in the
-// master's log line for the task and in the slave's log line for the call.
+// master's log line for the task and in the slave's log line for the call,
+// on the task stream (the default) and over HTTP (--task-stream=false).
 func TestRequestIDFollowsTheTask(t *testing.T) {
-	m := startMaster(t, t.TempDir(), "--log-level", "debug")
-	s := startSlave(t, m.URL, "slave-1", "--log-level", "debug")
-	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
-	req, _ := http.NewRequest(http.MethodPost, m.URL+"/submit-task", strings.NewReader(`{"payload": "1 + 2"}`))
-	req.Header.Set(api.HeaderRequestID, "trace-me-4242")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name      string
+		flags     []string
+		slaveLine string
+	}{
+		{"task stream", nil, `msg="evaluated on the task stream"`},
+		{"HTTP", []string{"--task-stream=false"}, "path=/compute"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := startMaster(t, t.TempDir(), append([]string{"--log-level", "debug"}, tc.flags...)...)
+			s := startSlave(t, m.URL, "slave-1", "--log-level", "debug")
+			testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree})
+			req, _ := http.NewRequest(http.MethodPost, m.URL+"/submit-task", strings.NewReader(`{"payload": "1 + 2"}`))
+			req.Header.Set(api.HeaderRequestID, "trace-me-4242")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.Header.Get(api.HeaderRequestID) != "trace-me-4242" {
+				t.Fatalf("reply request id %q", res.Header.Get(api.HeaderRequestID))
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				inMaster := hasLine(m.Log(), `msg="task finished"`, "request_id=trace-me-4242")
+				inSlave := hasLine(s.Log(), tc.slaveLine, "request_id=trace-me-4242")
+				if inMaster && inSlave {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("request id not in both logs (master %v, slave %v)", inMaster, inSlave)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
-	res.Body.Close()
-	if res.Header.Get(api.HeaderRequestID) != "trace-me-4242" {
-		t.Fatalf("reply request id %q", res.Header.Get(api.HeaderRequestID))
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ml, sl := m.Log(), s.Log()
-		inMaster := strings.Contains(ml, `msg="task finished"`) && strings.Contains(ml, "request_id=trace-me-4242")
-		inSlave := strings.Contains(sl, "path=/compute") && strings.Contains(sl, "request_id=trace-me-4242")
-		if inMaster && inSlave {
-			return
+}
+
+// hasLine says whether one line of log holds every one of parts.
+func hasLine(log string, parts ...string) bool {
+	for line := range strings.SplitSeq(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("request id not in both logs (master %v, slave %v)", inMaster, inSlave)
+		if all {
+			return true
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	return false
 }
