@@ -73,6 +73,9 @@ func (t Task) AppendJSON(b []byte) ([]byte, error) {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
+// AppendJSONString appends s as encoding/json encodes a string.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString appends s as a JSON string. Plain printable ASCII is copied;
 // anything else is encoded by encoding/json (HTML-safe escapes, invalid
 // UTF-8 replaced), so the bytes are the same.

@@ -59,7 +59,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("--policy %q is not a balancing policy; use one of %s", cfg.Policy, strings.Join(balancer.Names(), ", "))
 	}
 	store, err := taskstore.Open(cfg.DataDir, taskstore.Options{
-		FlushEvery: cfg.FlushEvery, MaxTasks: cfg.MaxTasks, MaxBytes: cfg.MaxStoreBytes, Logger: cfg.Logger,
+		FlushEvery: cfg.FlushEvery, MaxTasks: cfg.MaxTasks, MaxBytes: cfg.MaxStoreBytes, Logger: cfg.Logger, MaxWait: storeWait,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (--data-dir %s)", err, cfg.DataDir)

@@ -141,19 +141,21 @@ func (s *Server) submitTask(c *echo.Context) error {
 		e.Body.Field = "payload"
 		return e
 	}
-	wctx, cancel := context.WithTimeout(ctx, storeWait)
-	defer cancel()
 	sub := runner.Submission{ID: id, Display: display, Request: req}
 	var (
 		t       api.Task
 		created bool
 	)
 	if async {
-		t, created, err = s.runner.Submit(wctx, sub)
+		// Bounds the store's commit too (Acknowledge).
+		wctx, cancel := context.WithTimeout(ctx, storeWait)
+		defer cancel()
+		ctx = wctx
+		t, created, err = s.runner.Submit(ctx, sub)
 	} else {
-		// The task runs on this goroutine; the store wait (wctx) ends
-		// before the run starts.
-		t, created, err = s.runner.Run(wctx, sub)
+		// The task runs on this goroutine. The store bounds its own wait
+		// for its writer (storeWait).
+		t, created, err = s.runner.Run(ctx, sub)
 	}
 	if err != nil {
 		return s.refuse(err)
@@ -164,7 +166,7 @@ func (s *Server) submitTask(c *echo.Context) error {
 		return e
 	}
 	if async {
-		if err := s.runner.Acknowledge(wctx, id); err != nil {
+		if err := s.runner.Acknowledge(ctx, id); err != nil {
 			return s.refuse(err)
 		}
 	}

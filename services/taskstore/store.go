@@ -69,6 +69,10 @@ type Options struct {
 	// MaxPending is how many queued changes make Create wait for the
 	// writer (default 16384); a quarter of it starts a write at once.
 	MaxPending int
+	// MaxWait bounds how long Create waits for a writer that is behind
+	// (default 10s; the caller's context may end the wait sooner). The
+	// error then wraps context.DeadlineExceeded.
+	MaxWait time.Duration
 	// Logger receives write errors (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -166,6 +170,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 16384
 	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 10 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -256,12 +263,13 @@ func entrySize(t api.Task, r *Request) int64 {
 // exists. It returns the stored task and whether it was created now (false:
 // an existing task was found, which makes client-chosen ids idempotent).
 //
-// Create waits while the writer is behind (ctx bounds the wait), and
+// Create waits while the writer is behind (MaxWait and ctx bound the wait), and
 // refuses with ErrUnavailable while the store cannot write. The new task is
 // in memory at once and on disk once Durable(t.ID) returns nil.
 func (s *Store) Create(ctx context.Context, t api.Task, req Request) (api.Task, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var waited <-chan time.Time // MaxWait, from the first wait on
 	for {
 		if e, ok := s.tasks[t.ID]; ok {
 			return e.Task, false, nil
@@ -276,12 +284,20 @@ func (s *Store) Create(ctx context.Context, t api.Task, req Request) (api.Task, 
 			break
 		}
 		ch := s.progress
+		if waited == nil {
+			tm := time.NewTimer(s.opts.MaxWait)
+			defer tm.Stop()
+			waited = tm.C
+		}
 		s.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			s.mu.Lock()
 			return api.Task{}, false, fmt.Errorf("waiting for the task store's writer: %w", ctx.Err())
+		case <-waited:
+			s.mu.Lock()
+			return api.Task{}, false, fmt.Errorf("waiting for the task store's writer for %s: %w", s.opts.MaxWait, context.DeadlineExceeded)
 		}
 		s.mu.Lock()
 	}
@@ -622,6 +638,46 @@ type rec struct {
 	e   *entry
 }
 
+// appendEntry appends e as json.Marshal(e) would, without reflection for
+// the common record (a task and an expression request).
+func appendEntry(b []byte, e *entry) ([]byte, error) {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"task":`...)
+	b, err := e.Task.AppendJSON(b)
+	if err != nil {
+		return b, err
+	}
+	if r := e.Req; r != nil {
+		b = append(b, `,"request":`...)
+		if r.Operation != nil {
+			v, err := json.Marshal(r)
+			if err != nil {
+				return b, err
+			}
+			b = append(b, v...)
+		} else {
+			b = append(b, '{')
+			sep := false
+			for _, f := range [...]struct{ name, v string }{{"expression", r.Expression}, {"hash_key", r.HashKey}, {"request_id", r.RequestID}} {
+				if f.v == "" {
+					continue
+				}
+				if sep {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = append(b, f.name...)
+				b = append(b, `":`...)
+				b = api.AppendJSONString(b, f.v)
+				sep = true
+			}
+			b = append(b, '}')
+		}
+	}
+	return append(b, '}'), nil
+}
+
 // Flush writes every queued change in one transaction. When the write
 // fails, the changes are queued again (unless newer ones replaced them) and
 // the error is returned; nothing is dropped.
@@ -634,16 +690,13 @@ func (s *Store) Flush() error {
 	c := s.cur
 	s.cur = newCommit()
 	recs := make([]rec, 0, len(s.pending))
+	snaps := make([]entry, 0, len(s.pending))
 	for id, e := range s.pending {
 		r := rec{key: []byte(id), e: e}
 		if e != nil {
-			v, err := json.Marshal(e)
-			if err != nil {
-				// Cannot happen for api.Task; never retry it forever.
-				s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", id, "err", err)
-				continue
-			}
-			r.val = v
+			// A copy, encoded once the lock is released: Create and
+			// Update do not wait for the encoding.
+			snaps = append(snaps, entry{Seq: e.Seq, Task: e.Task, Req: e.Req})
 		}
 		recs = append(recs, r)
 	}
@@ -651,6 +704,24 @@ func (s *Store) Flush() error {
 	s.writing = time.Now()
 	fault := s.fault
 	s.mu.Unlock()
+
+	buf := make([]byte, 0, 320*len(snaps))
+	kept, i := recs[:0], 0
+	for _, r := range recs {
+		if r.e != nil {
+			start := len(buf)
+			var err error
+			if buf, err = appendEntry(buf, &snaps[i]); err != nil {
+				// Cannot happen for api.Task; never retry it forever.
+				s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", string(r.key), "err", err)
+				buf, i = buf[:start], i+1
+				continue
+			}
+			r.val, i = buf[start:len(buf):len(buf)], i+1
+		}
+		kept = append(kept, r)
+	}
+	recs = kept
 
 	err := s.write(recs, fault)
 

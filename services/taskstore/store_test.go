@@ -396,6 +396,13 @@ func TestCreateWaitsWhileWriterIsBehind(t *testing.T) {
 	if _, _, err := s.Create(ctx, task("b", api.StatusQueued), Request{Expression: "1+1"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Create while a write is stuck = %v, want it to wait until its context ends", err)
 	}
+	// Without a deadline of its own, the wait ends after MaxWait.
+	s.opts.MaxWait = 80 * time.Millisecond
+	start := time.Now()
+	if _, _, err := s.Create(context.Background(), task("b", api.StatusQueued), Request{Expression: "1+1"}); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < s.opts.MaxWait {
+		t.Fatalf("Create while a write is stuck, no deadline = %v after %s, want it to give up after MaxWait", err, time.Since(start))
+	}
+	s.opts.MaxWait = time.Minute
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := s.Create(context.Background(), task("c", api.StatusQueued), Request{Expression: "1+1"})
@@ -455,5 +462,30 @@ func TestRetentionBySize(t *testing.T) {
 	}
 	if _, ok := s.Get("b1999"); !ok {
 		t.Fatal("newest task dropped")
+	}
+}
+
+// TestRecordEncodingIsEncodingJSONs: the store writes a record with the
+// same bytes json.Marshal gives, so records written before read back the
+// same way.
+func TestRecordEncodingIsEncodingJSONs(t *testing.T) {
+	r := 42.5
+	now := time.Date(2026, 12, 6, 16, 0, 0, 5, time.UTC)
+	task := api.Task{ID: "t-1", Expression: "6 * 7", Status: api.StatusCompleted, Result: &r, Attempts: 1, CreatedAt: now, FinishedAt: &now, DurationMS: 0.25}
+	for _, e := range []entry{
+		{Seq: 1, Task: task},
+		{Seq: 2, Task: task, Req: &Request{Expression: "6 * 7"}},
+		{Seq: 3, Task: task, Req: &Request{Expression: "1 <& 2\n", HashKey: "user-42", RequestID: "rid"}},
+		{Seq: 4, Task: task, Req: &Request{HashKey: "k"}},
+		{Seq: 1 << 60, Task: task, Req: &Request{Operation: &api.Operation{Operation: "addition", Operands: []float64{1, 2.5}}, RequestID: "r"}},
+	} {
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendEntry(nil, &e)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("got  %s (%v)\nwant %s", got, err, want)
+		}
 	}
 }
