@@ -40,21 +40,27 @@ func want(t *testing.T, f mandel.Frame) *image.RGBA {
 func TestRenderMatchesSingleProcessRender(t *testing.T) {
 	c := startCluster(t, 2, nil)
 	tests := []struct {
-		name  string
-		query string
-		frame mandel.Frame
+		name     string
+		query    string
+		frame    mandel.Frame
+		minBytes int // the PNG is at least this long
 	}{
-		{"seed default view", "", mandel.SeedFrame()},
+		{"seed default view", "", mandel.SeedFrame(), 0},
 		{"boundary, uneven tiles", "cx=-0.7436&cy=0.1318&scale=0.00002&width=333&height=211&max_iter=600&colormap=fire&tile=64",
-			mandel.Frame{CX: -0.7436, CY: 0.1318, Scale: 0.00002, Width: 333, Height: 211, MaxIter: 600, Colormap: "fire"}},
+			mandel.Frame{CX: -0.7436, CY: 0.1318, Scale: 0.00002, Width: 333, Height: 211, MaxIter: 600, Colormap: "fire"}, 0},
 		{"round-robin policy", "width=120&height=90&policy=round-robin",
-			mandel.Frame{Scale: 3.0 / 120, Width: 120, Height: 90, MaxIter: 30}},
+			mandel.Frame{Scale: 3.0 / 120, Width: 120, Height: 90, MaxIter: 30}, 0},
+		{"PNG over 1 MiB (the master collects it in 1 MiB pieces)", "cx=-0.743644786&cy=0.1318252536&scale=6.25e-07&width=1024&height=640&max_iter=300",
+			mandel.Frame{CX: -0.743644786, CY: 0.1318252536, Scale: 6.25e-07, Width: 1024, Height: 640, MaxIter: 300}, 1 << 20},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := call(t, http.MethodGet, c.master+"/mandelbrot/render?"+tc.query, "", nil, nil)
 			if r.code != 200 || r.header.Get("Content-Type") != "image/png" {
 				t.Fatalf("%d %s %q", r.code, r.header.Get("Content-Type"), r.body[:min(len(r.body), 200)])
+			}
+			if len(r.body) < tc.minBytes {
+				t.Fatalf("PNG of %d bytes, the case needs at least %d", len(r.body), tc.minBytes)
 			}
 			if cl := r.header.Get("Content-Length"); cl != strconv.Itoa(len(r.body)) {
 				t.Fatalf("Content-Length %q for a %d-byte PNG", cl, len(r.body))
