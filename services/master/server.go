@@ -147,6 +147,9 @@ func (s *Server) taskFinished(ctx context.Context, t api.Task) {
 	if t.Status == api.StatusFailed && t.Reason != api.ReasonEvaluation {
 		lvl = slog.LevelWarn
 	}
+	if !s.log.Enabled(ctx, lvl) {
+		return // no arguments to box for a line nobody reads
+	}
 	s.log.Log(ctx, lvl, "task finished", "task", t.ID, "status", t.Status, "reason", t.Reason,
 		"slave", t.Slave, "attempts", t.Attempts, "error", t.Error)
 }

@@ -49,9 +49,11 @@ func (s *Server) parsePayload(raw json.RawMessage) (taskstore.Request, string, e
 	}
 	switch raw[0] {
 	case '"':
-		var expr string
-		if err := json.Unmarshal(raw, &expr); err != nil {
-			return taskstore.Request{}, "", httpserve.Errorf(http.StatusBadRequest, "payload: %v", err)
+		expr, ok := plainJSONString(raw)
+		if !ok {
+			if err := json.Unmarshal(raw, &expr); err != nil {
+				return taskstore.Request{}, "", httpserve.Errorf(http.StatusBadRequest, "payload: %v", err)
+			}
 		}
 		if err := calc.Check(expr, calc.DefaultLimits); err != nil {
 			return taskstore.Request{}, "", calcError(err, "payload")
@@ -86,6 +88,23 @@ func (s *Server) parsePayload(raw json.RawMessage) (taskstore.Request, string, e
 		e.Body.Field = "payload"
 		return taskstore.Request{}, "", e
 	}
+}
+
+// plainJSONString returns the string a JSON string literal holds when it
+// has no escapes, control characters or non-ASCII bytes (every expression
+// calc accepts), without a decoder; ok is false for anything else, which
+// encoding/json then decodes (or refuses) as before.
+func plainJSONString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(body), true
 }
 
 // isRuntimeError says whether a calc error depends on evaluation (division
