@@ -67,10 +67,15 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		}
 	}
 	s.batch.Add(float64(n))
-	return c.JSON(http.StatusOK, api.BatchResponse{
+	resp := api.BatchResponse{
 		BatchID: "batch-" + httpserve.NewRequestID(), Count: n, Failed: failed, Results: results,
 		DurationMS: float64(time.Since(start).Microseconds()) / 1000,
-	})
+	}
+	body, err := resp.AppendJSON(make([]byte, 0, 96+24*n))
+	if err != nil {
+		return c.JSON(http.StatusOK, resp) // encoding/json's error
+	}
+	return c.JSONBlob(http.StatusOK, append(body, '\n'))
 }
 
 func (s *Server) runBatch(ctx context.Context, exprs []string, valid []int, results []api.BatchItem) error {

@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// The master writes a task as JSON for every reply and every store write:
-// Task encodes itself without reflection, byte for byte as encoding/json
-// would encode its fields (a test compares the two on many tasks).
+// The master writes a task as JSON for every reply and every store write,
+// and a batch reply holds up to 100,000 results: Task and BatchResponse
+// encode themselves without reflection, byte for byte as encoding/json
+// would encode their fields (tests compare the two).
 
 // taskFields has Task's fields and tags without its methods: what
 // encoding/json makes of a Task when the fast path does not apply.
@@ -68,6 +69,58 @@ func (t Task) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"duration_ms":`...)
 		b = appendFloat(b, t.DurationMS)
 	}
+	return append(b, '}'), nil
+}
+
+// batchFields has BatchResponse's fields without its methods.
+type batchFields BatchResponse
+
+// MarshalJSON encodes r as encoding/json encodes its fields.
+func (r BatchResponse) MarshalJSON() ([]byte, error) {
+	return r.AppendJSON(make([]byte, 0, 64+24*len(r.Results)))
+}
+
+// AppendJSON appends r's JSON to b. Non-finite numbers are an error.
+func (r BatchResponse) AppendJSON(b []byte) ([]byte, error) {
+	if !finite(r.DurationMS) {
+		return b, errNotFinite
+	}
+	b = append(b, `{"batch_id":`...)
+	b = appendString(b, r.BatchID)
+	b = append(b, `,"count":`...)
+	b = strconv.AppendInt(b, int64(r.Count), 10)
+	b = append(b, `,"failed":`...)
+	b = strconv.AppendInt(b, int64(r.Failed), 10)
+	b = append(b, `,"results":`...)
+	if r.Results == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, it := range r.Results {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			if it.Result != nil {
+				if !finite(*it.Result) {
+					return b, errNotFinite
+				}
+				b = append(b, `"result":`...)
+				b = appendFloat(b, *it.Result)
+			}
+			if it.Error != "" {
+				if it.Result != nil {
+					b = append(b, ',')
+				}
+				b = append(b, `"error":`...)
+				b = appendString(b, it.Error)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"duration_ms":`...)
+	b = appendFloat(b, r.DurationMS)
 	return append(b, '}'), nil
 }
 

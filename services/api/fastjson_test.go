@@ -77,3 +77,26 @@ func FuzzTaskJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestBatchJSONIsEncodingJSONs: as TestTaskJSONIsEncodingJSONs, for batch
+// replies.
+func TestBatchJSONIsEncodingJSONs(t *testing.T) {
+	for _, r := range []BatchResponse{
+		{BatchID: "batch-1", Count: 3, Failed: 1, DurationMS: 12.5, Results: []BatchItem{{Result: ptr(20.0)}, {Error: "invalid expression: <x> & y"}, {Result: ptr(1e-9)}}},
+		{BatchID: "b", Results: []BatchItem{}},
+		{},
+		{Results: []BatchItem{{}, {Result: ptr(-0.5), Error: "both"}}},
+	} {
+		want, err := json.Marshal(batchFields(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.AppendJSON(nil)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("got  %s (%v)\nwant %s", got, err, want)
+		}
+	}
+	if _, err := json.Marshal(BatchResponse{Results: []BatchItem{{Result: ptr(math.Inf(-1))}}}); err == nil {
+		t.Fatal("a non-finite result encoded")
+	}
+}
