@@ -131,29 +131,49 @@ func encodeRGBUp(w io.Writer, m *image.RGBA) error {
 	return e.Close()
 }
 
-// RowEncoder writes an opaque *image.RGBA as PNG (RGB, Up filter,
-// BestSpeed) band by band, so a frame can be encoded while its lower tiles
-// are still being rendered. Rows must be written top to bottom, once each;
-// the bytes of EncodePNG and of a RowEncoder fed every row are identical.
+// RowEncoder writes an opaque picture as PNG (RGB, Up filter, BestSpeed)
+// band by band, so a frame can be encoded while its lower tiles are still
+// being rendered: from an *image.RGBA (NewRowEncoder, Rows) or from rows
+// handed over one at a time (NewRGBAEncoder, WriteRow). Rows must be
+// written top to bottom, once each; the bytes of EncodePNG and of a
+// RowEncoder fed every row are identical.
 type RowEncoder struct {
-	w     io.Writer
-	m     *image.RGBA
-	cw    *chunkWriter
-	bw    *bufio.Writer
-	zw    *zlib.Writer
-	cur   []byte // filter byte + RGB row (+ 2 spare bytes, see upRGB)
-	zero  []byte // the row above the first: zeros
-	y     int    // next row to encode, relative to the image's top
-	close sync.Once
+	w      io.Writer
+	m      *image.RGBA
+	cw     *chunkWriter
+	bw     *bufio.Writer
+	zw     *zlib.Writer
+	width  int
+	height int
+	cur    []byte // filter byte + RGB row (+ 2 spare bytes, see upRGB)
+	prev   []byte // WriteRow: the row above, RGBA (zeros above the first)
+	y      int    // next row to encode, relative to the image's top
+	close  sync.Once
 }
 
 // NewRowEncoder writes the PNG header of m (whose pixels may still be
-// incomplete) and returns an encoder for its rows.
+// incomplete) and returns an encoder for its rows (Rows).
 func NewRowEncoder(w io.Writer, m *image.RGBA) (*RowEncoder, error) {
 	b := m.Bounds()
-	width, height := b.Dx(), b.Dy()
+	e, err := newRowEncoder(w, b.Dx(), b.Dy())
+	if err != nil {
+		return nil, err
+	}
+	e.m = m
+	return e, nil
+}
+
+// NewRGBAEncoder writes the PNG header of a width x height opaque picture
+// whose rows the caller hands to WriteRow, top to bottom, as RGBA bytes:
+// the picture need not exist as one image (the master assembles rows from
+// its tiles). The bytes are those EncodePNG writes for the same pixels.
+func NewRGBAEncoder(w io.Writer, width, height int) (*RowEncoder, error) {
+	return newRowEncoder(w, width, height)
+}
+
+func newRowEncoder(w io.Writer, width, height int) (*RowEncoder, error) {
 	if width <= 0 || height <= 0 {
-		return nil, invalid("image", "cannot stream an empty image %v", b)
+		return nil, invalid("image", "cannot stream an empty %dx%d image", width, height)
 	}
 	if _, err := w.Write(pngSignature); err != nil {
 		return nil, err
@@ -165,37 +185,62 @@ func NewRowEncoder(w io.Writer, m *image.RGBA) (*RowEncoder, error) {
 	if err := writeChunk(w, "IHDR", ihdr[:]); err != nil {
 		return nil, err
 	}
-	e := &RowEncoder{w: w, m: m, cw: &chunkWriter{w: w}}
+	e := &RowEncoder{w: w, width: width, height: height, cw: &chunkWriter{w: w}}
 	// IDAT chunks of up to 64 KiB.
 	e.bw = bufio.NewWriterSize(e.cw, 1<<16)
 	e.zw = zlibPool.Get().(*zlib.Writer)
 	e.zw.Reset(e.bw)
 	e.cur = make([]byte, 1+3*width+2)[:1+3*width]
-	e.zero = make([]byte, 4*width)
+	e.prev = make([]byte, 4*width)
 	e.cur[0] = 2 // filter type Up
 	return e, nil
 }
 
-// Rows encodes the rows from the last one written up to (not including)
-// row end, counted from the image's top. The pixels of those rows must be
-// final.
+// Rows encodes the rows of the encoder's image (NewRowEncoder) from the
+// last one written up to (not including) row end, counted from the image's
+// top. The pixels of those rows must be final.
 func (e *RowEncoder) Rows(end int) error {
+	if e.m == nil {
+		return invalid("rows", "Rows needs the image of NewRowEncoder; use WriteRow")
+	}
 	b := e.m.Bounds()
-	width := b.Dx()
-	end = min(end, b.Dy())
+	end = min(end, e.height)
 	for ; e.y < end; e.y++ {
 		off := e.m.PixOffset(b.Min.X, b.Min.Y+e.y)
-		row := e.m.Pix[off : off+4*width]
-		prev := e.zero
+		row := e.m.Pix[off : off+4*e.width]
+		prev := e.prev // zeros: the row above the first
 		if e.y > 0 {
-			prev = e.m.Pix[off-e.m.Stride : off-e.m.Stride+4*width]
+			prev = e.m.Pix[off-e.m.Stride : off-e.m.Stride+4*e.width]
 		}
-		upRGB(e.cur[1:cap(e.cur)], row, prev)
-		if _, err := e.zw.Write(e.cur); err != nil {
+		if err := e.encode(row, prev); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// WriteRow encodes the next row from its 4*width RGBA bytes (the alpha
+// bytes are not used: the PNG is RGB). rgba may be reused once it returns.
+func (e *RowEncoder) WriteRow(rgba []byte) error {
+	if e.y >= e.height {
+		return invalid("rows", "row %d of a picture %d rows high", e.y, e.height)
+	}
+	if len(rgba) != 4*e.width {
+		return invalid("row", "%d bytes for a row of %d RGBA pixels", len(rgba), e.width)
+	}
+	if err := e.encode(rgba, e.prev); err != nil {
+		return err
+	}
+	copy(e.prev, rgba)
+	e.y++
+	return nil
+}
+
+// encode filters row (RGBA) over prev and compresses it.
+func (e *RowEncoder) encode(row, prev []byte) error {
+	upRGB(e.cur[1:cap(e.cur)], row, prev)
+	_, err := e.zw.Write(e.cur)
+	return err
 }
 
 // upRGB writes the PNG "Up" filter of an RGBA row over the row above (prev,
@@ -222,8 +267,8 @@ func upRGB(line, row, prev []byte) {
 
 // Close finishes the PNG; every row must have been written.
 func (e *RowEncoder) Close() error {
-	if e.y != e.m.Bounds().Dy() {
-		return invalid("rows", "closed after %d of %d rows", e.y, e.m.Bounds().Dy())
+	if e.y != e.height {
+		return invalid("rows", "closed after %d of %d rows", e.y, e.height)
 	}
 	err := e.zw.Close()
 	e.close.Do(func() { zlibPool.Put(e.zw) })
