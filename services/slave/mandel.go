@@ -91,12 +91,16 @@ func (s *Slave) tile(c *echo.Context) error {
 	if format == FormatRaw {
 		h.Set("X-Tile-Width", strconv.Itoa(t.Width))
 		h.Set("X-Tile-Height", strconv.Itoa(t.Height))
+		// Content-Length lets the master read the tile into one buffer of
+		// the right size (without it the body is chunked).
+		c.Response().Header().Set("Content-Length", strconv.Itoa(len(pix)))
 		return c.Blob(http.StatusOK, "application/octet-stream", pix)
 	}
 	var buf bytes.Buffer
 	if err := mandel.EncodePNG(&buf, rgba(pix, t.Width, t.Height)); err != nil {
 		return err
 	}
+	c.Response().Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	return c.Blob(http.StatusOK, "image/png", buf.Bytes())
 }
 
