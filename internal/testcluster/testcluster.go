@@ -117,21 +117,22 @@ func FreeAddr(t testing.TB) string {
 	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 }
 
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
+// LockedBuffer collects output written from many goroutines (a process's,
+// a logger's) while a test reads it.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
 // Write appends p.
-func (w *lockedBuffer) Write(p []byte) (int, error) {
+func (w *LockedBuffer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
 
 // String returns everything written so far.
-func (w *lockedBuffer) String() string {
+func (w *LockedBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
@@ -143,7 +144,7 @@ type Proc struct {
 	URL  string // http://ADDR
 
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *LockedBuffer
 	done chan struct{}
 }
 
@@ -154,7 +155,7 @@ type Proc struct {
 // within 15s.
 func Start(t testing.TB, name, bin, addr string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Name: name, URL: "http://" + addr, log: new(lockedBuffer), done: make(chan struct{})}
+	p := &Proc{Name: name, URL: "http://" + addr, log: new(LockedBuffer), done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, bin), args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/balancer"
 )
@@ -351,24 +351,6 @@ func TestRefreshKeepsWhatItDoesNotRestate(t *testing.T) {
 
 var errCheck = errors.New("check failed")
 
-// syncBuffer is a bytes.Buffer safe for concurrent use (a logger's output).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // recEvents records a pool's events.
 type recEvents struct {
 	mu     sync.Mutex
@@ -394,7 +376,7 @@ func (r *recEvents) list() []string {
 // (failures in a row after it at debug), and the events are told.
 func TestLastFailureIsShownAndWarnedOnce(t *testing.T) {
 	now := time.Unix(1000, 0).UTC()
-	var logs syncBuffer
+	var logs testcluster.LockedBuffer
 	ev := &recEvents{}
 	p := NewPool(Config{
 		FailThreshold: 3, Policy: balancer.RoundRobin(), Now: func() time.Time { return now }, Events: ev,

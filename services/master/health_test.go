@@ -6,32 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/master"
 )
-
-// lockedBuffer collects a logger's output from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestFailedHealthCheckReasonIsShown: when a slave's health checks start
 // failing, GET /slaves (and GET /slaves/{id}) shows why and when, and the
@@ -59,7 +41,7 @@ func TestFailedHealthCheckReasonIsShown(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var logs lockedBuffer
+			var logs testcluster.LockedBuffer
 			c := startCluster(t, 0, func(cfg *master.Config) {
 				cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 				cfg.FailThreshold = 1000 // stays registered and up: only the reason changes

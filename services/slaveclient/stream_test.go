@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
@@ -106,7 +107,7 @@ func TestStreamAnswersAsHTTPDoes(t *testing.T) {
 // request id for an expression it got on the stream, as it does for an
 // HTTP call, so one task is followed in both logs.
 func TestStreamCarriesTheRequestID(t *testing.T) {
-	var logs syncBuffer
+	var logs testcluster.LockedBuffer
 	cfg := slave.Defaults()
 	cfg.Master, cfg.Capacity = "", 1
 	cfg.Logger = slog.New(httpserve.ContextHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -130,23 +131,6 @@ func TestStreamCarriesTheRequestID(t *testing.T) {
 	if slaveMetric(t, s, "calclab_slave_stream_expressions_total") != 1 {
 		t.Fatal("the expression did not travel on the stream")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func item(it api.BatchItem) string {

@@ -40,6 +40,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 )
 
@@ -256,23 +257,6 @@ func (p *prefixWriter) flush() {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // command runs a program from the repository root with a timeout and
 // returns its stdout and stderr together; stream shows them as they come.
 func (e *e2e) command(ctx context.Context, timeout time.Duration, stream bool, name string, args ...string) (string, error) {
@@ -283,7 +267,7 @@ func (e *e2e) command(ctx context.Context, timeout time.Duration, stream bool, n
 	// An interrupt lets bin/lab stop what it does; a kill follows.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 20 * time.Second
-	var out lockedBuffer
+	var out testcluster.LockedBuffer
 	var pw *prefixWriter
 	if stream {
 		pw = &prefixWriter{w: os.Stdout, prefix: "    | "}
