@@ -168,10 +168,9 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 		}
 		s.streamGroups.Inc()
 		s.streamExprs.Add(float64(len(group)))
-		release, err := s.acquire(context.Background())
-		if err != nil {
-			return errStopping
-		}
+		// A group read is answered, even when the slave started to stop
+		// meanwhile (streams.stop then ends the reading, not the answers).
+		release := s.slot()
 		groups.Add(1)
 		go func() {
 			defer groups.Done()
@@ -184,6 +183,17 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 				_ = conn.Close() // the reader stops too; the master retries elsewhere
 			}
 		}()
+	}
+}
+
+// slot waits for one of the slave's evaluation slots and returns its
+// release.
+func (s *Slave) slot() func() {
+	s.inflight.Add(1)
+	s.sem <- struct{}{}
+	return func() {
+		<-s.sem
+		s.inflight.Add(-1)
 	}
 }
 

@@ -330,10 +330,12 @@ func TestCallsToAStoppingSlaveAreRightOrFailOver(t *testing.T) {
 				ok.Add(1)
 			}
 		})
-		if i == n/2 {
-			stop()
-		}
 	}
+	// Stop once the slave is answering, with most calls still to come.
+	for deadline := time.Now().Add(5 * time.Second); ok.Load() < 20 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
+	stop()
 	wg.Wait()
 	if err := <-served; err != nil {
 		t.Fatal(err)
