@@ -384,6 +384,18 @@ func TestAllowedNetworksAreConfigurable(t *testing.T) {
 
 func TestDrainMovesWorkToOtherSlave(t *testing.T) {
 	c := startCluster(t, 2, nil)
+	// Both slaves get work first, so each has a task stream from the master.
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() { call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "1 + 1"}`, nil, nil) })
+	}
+	wg.Wait()
+	streams := func(i int) float64 {
+		return metricValue(t, call(t, http.MethodGet, c.slaves[i]+"/metrics", "", nil, nil).body, "calclab_slave_streams_open")
+	}
+	if streams(0) != 1 || streams(1) != 1 {
+		t.Fatalf("streams open before the drain: slave-1 %v, slave-2 %v; want one each", streams(0), streams(1))
+	}
 	var out map[string]string
 	r := call(t, http.MethodDelete, c.master+"/slaves/slave-1", "", c.secret(0), &out)
 	if (r.code != 200 && r.code != 202) || (out["status"] != "removed" && out["status"] != "draining") {
@@ -395,6 +407,15 @@ func TestDrainMovesWorkToOtherSlave(t *testing.T) {
 		if task.Slave != "slave-2" {
 			t.Fatalf("task ran on %q after slave-1 was drained", task.Slave)
 		}
+	}
+	// The master closes its stream to the slave that left.
+	for deadline := time.Now().Add(3 * time.Second); streams(0) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("slave-1 still has %v streams open after it was drained", streams(0))
+		}
+	}
+	if streams(1) != 1 {
+		t.Fatalf("slave-2 has %v streams open, want 1", streams(1))
 	}
 }
 

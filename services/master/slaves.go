@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -207,7 +208,12 @@ func (s *Server) healthLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		var wg sync.WaitGroup
-		for _, tg := range s.pool.Targets() {
+		targets := s.pool.Targets()
+		// A slave that left the pool (drained, forgotten) keeps no stream.
+		s.slaves.RetainStreams(func(url string) bool {
+			return slices.ContainsFunc(targets, func(tg dispatch.Target) bool { return tg.URL == url })
+		})
+		for _, tg := range targets {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -152,6 +152,24 @@ func (c *Client) drop(url string, st *stream) {
 	st.close(errors.New("stream dropped"))
 }
 
+// RetainStreams closes the open task streams whose slave URL keep rejects
+// (the slave left the pool); calls in flight on them fail as CloseStreams
+// makes them.
+func (c *Client) RetainStreams(keep func(url string) bool) {
+	var gone []*stream
+	c.streams.mu.Lock()
+	for url, st := range c.streams.open {
+		if !keep(url) {
+			delete(c.streams.open, url)
+			gone = append(gone, st)
+		}
+	}
+	c.streams.mu.Unlock()
+	for _, st := range gone {
+		st.close(errors.New("the slave left the pool"))
+	}
+}
+
 // CloseStreams closes every open task stream (the master is stopping, or a
 // slave was removed); calls in flight fail and run again elsewhere.
 func (c *Client) CloseStreams() {
