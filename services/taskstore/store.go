@@ -638,6 +638,10 @@ type rec struct {
 	e   *entry
 }
 
+// maxRecord is room enough for most encoded records (a longer one grows its
+// piece of the write buffer).
+const maxRecord = 16 << 10
+
 // appendEntry appends e as json.Marshal(e) would, without reflection for
 // the common record (a task and an expression request).
 func appendEntry(b []byte, e *entry) ([]byte, error) {
@@ -705,10 +709,15 @@ func (s *Store) Flush() error {
 	fault := s.fault
 	s.mu.Unlock()
 
-	buf := make([]byte, 0, 320*len(snaps))
+	var buf []byte
 	kept, i := recs[:0], 0
 	for _, r := range recs {
 		if r.e != nil {
+			if cap(buf)-len(buf) < maxRecord {
+				// A new piece rather than a grown copy: the records
+				// already written keep pointing into the old one.
+				buf = make([]byte, 0, max(64<<10, 2*maxRecord))
+			}
 			start := len(buf)
 			var err error
 			if buf, err = appendEntry(buf, &snaps[i]); err != nil {
@@ -761,6 +770,7 @@ func (s *Store) write(recs []rec, fault func() error) error {
 	sort.Slice(recs, func(i, j int) bool { return string(recs[i].key) < string(recs[j].key) })
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTasks)
+		b.FillPercent = 0.9
 		for _, r := range recs {
 			var err error
 			if r.val == nil {
