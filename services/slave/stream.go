@@ -152,17 +152,15 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 	for {
 		first, err := taskstream.ReadRequest(r, maxStreamExpr)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return errStopping
-			}
-			return err
+			return stopping(err)
 		}
 		group := []taskstream.Request{first}
+		var stop error // after this group: a frame cut by the stop, or a bad one
 		for len(group) < maxStreamGroup && r.Buffered() > 0 {
 			req, err := taskstream.ReadRequest(r, maxStreamExpr)
 			if err != nil {
-				return err
+				stop = stopping(err)
+				break
 			}
 			group = append(group, req)
 		}
@@ -183,7 +181,20 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 				_ = conn.Close() // the reader stops too; the master retries elsewhere
 			}
 		}()
+		if stop != nil {
+			return stop // the whole frames before it are answered
+		}
 	}
+}
+
+// stopping is errStopping for a read that the stop's deadline ended, and
+// err otherwise.
+func stopping(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errStopping
+	}
+	return err
 }
 
 // slot waits for one of the slave's evaluation slots and returns its
