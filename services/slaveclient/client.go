@@ -126,6 +126,10 @@ type Config struct {
 	// NoStream sends every compute and batch call as its own HTTP request
 	// instead of on the slave's task stream (package taskstream).
 	NoStream bool
+	// MaxStreamBacklog bounds the request bytes queued for a stream that
+	// the slave does not read (default 32 MiB): past it the slave counts
+	// as failed and the stream is closed.
+	MaxStreamBacklog int
 }
 
 // Client calls slaves. It is safe for concurrent use.
@@ -146,6 +150,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = time.Second
+	}
+	if cfg.MaxStreamBacklog <= 0 {
+		cfg.MaxStreamBacklog = 32 << 20
 	}
 	hc := httpserve.Client(cfg.DialControl)
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

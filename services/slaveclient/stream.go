@@ -70,7 +70,7 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 		return nil, err
 	}
 	cl := &call{items: make([]api.BatchItem, len(exprs)), vals: make([]float64, len(exprs)), left: len(exprs), done: make(chan struct{})}
-	base, err := st.send(cl, exprs, reqID)
+	base, err := st.send(cl, exprs, reqID, c.cfg.MaxStreamBacklog)
 	if err != nil {
 		c.drop(tg.URL, st)
 		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
@@ -217,11 +217,14 @@ func (c *Client) dialStream(ctx context.Context, op string, tg dispatch.Target) 
 // send registers cl's expressions under consecutive ids and queues their
 // frames for the stream's writer, which writes everything queued in one
 // write: under load, the frames of many tasks share a syscall.
-func (st *stream) send(cl *call, exprs []string, reqID string) (uint64, error) {
+func (st *stream) send(cl *call, exprs []string, reqID string, maxBacklog int) (uint64, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.err != nil {
 		return 0, st.err
+	}
+	if len(st.out) > maxBacklog {
+		return 0, fmt.Errorf("the slave has not read %d bytes of requests queued on its task stream", len(st.out))
 	}
 	base := st.next
 	st.next += uint64(len(exprs))

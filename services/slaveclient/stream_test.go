@@ -285,6 +285,34 @@ func TestBrokenStreamsAreTheSlavesFault(t *testing.T) {
 	}
 }
 
+// TestAStreamTheSlaveDoesNotReadIsBounded: requests queued for a slave
+// that stopped reading pile up only to the backlog bound; past it a call
+// fails at once instead of queueing more.
+func TestAStreamTheSlaveDoesNotReadIsBounded(t *testing.T) {
+	near, far := net.Pipe() // nobody reads far: the writer blocks
+	defer far.Close()
+	st := &stream{rwc: near, pending: map[uint64]slot{}, kick: make(chan struct{}, 1)}
+	go st.writeLoop()
+	defer st.close(errors.New("test over"))
+	const bound = 64 << 10
+	expr := strings.Repeat("1+", 500) + "1"
+	var err error
+	sent := 0
+	for ; err == nil && sent < 1000; sent++ {
+		cl := &call{items: make([]api.BatchItem, 1), vals: make([]float64, 1), left: 1, done: make(chan struct{})}
+		_, err = st.send(cl, []string{expr}, "", bound)
+	}
+	if err == nil || !strings.Contains(err.Error(), "has not read") {
+		t.Fatalf("after %d unread requests: %v, want the backlog refused", sent, err)
+	}
+	st.mu.Lock()
+	queued := len(st.out)
+	st.mu.Unlock()
+	if queued > bound+len(expr)+32 {
+		t.Errorf("%d bytes queued, bound %d", queued, bound)
+	}
+}
+
 // TestCallsToAStoppingSlaveAreRightOrFailOver: while a slave stops under
 // load, every call either gets its right answer or fails as the slave's
 // fault (the dispatcher runs it elsewhere); none gets a wrong answer or
