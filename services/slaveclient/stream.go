@@ -20,6 +20,9 @@ import (
 // slave, or one that refused the upgrade): the caller uses HTTP.
 var errNoStream = errors.New("slave has no task stream")
 
+// errBroken marks a call refused by a stream that had already broken.
+var errBroken = errors.New("the task stream had broken")
+
 // noStreamFor is how long a slave that refused the upgrade is sent HTTP
 // calls before the client asks again (it may have been upgraded).
 const noStreamFor = time.Minute
@@ -65,15 +68,26 @@ type call struct {
 // when the slave has none (the caller uses HTTP); other errors are marked
 // for the dispatcher as the HTTP calls' are.
 func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Target, exprs []string, reqID string) ([]api.BatchItem, error) {
-	st, err := c.stream(ctx, op, tg)
-	if err != nil {
-		return nil, err
-	}
 	cl := &call{items: make([]api.BatchItem, len(exprs)), vals: make([]float64, len(exprs)), left: len(exprs), done: make(chan struct{})}
-	base, err := st.send(cl, exprs, reqID, c.cfg.MaxStreamBacklog)
-	if err != nil {
+	var (
+		st   *stream
+		base uint64
+	)
+	// A stream that broke since it was last used (the slave restarted)
+	// is not the slave's fault now: the call goes on a new one.
+	for try := 0; ; try++ {
+		var err error
+		if st, err = c.stream(ctx, op, tg); err != nil {
+			return nil, err
+		}
+		base, err = st.send(cl, exprs, reqID, c.cfg.MaxStreamBacklog)
+		if err == nil {
+			break
+		}
 		c.drop(tg.URL, st)
-		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
+		if !errors.Is(err, errBroken) || try > 0 {
+			return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
+		}
 	}
 	timer := time.NewTimer(c.cfg.TaskTimeout)
 	defer timer.Stop()
@@ -144,12 +158,17 @@ func (c *Client) stream(ctx context.Context, op string, tg dispatch.Target) (*st
 
 // drop forgets a broken stream (the next call dials again) and closes it.
 func (c *Client) drop(url string, st *stream) {
+	c.forget(url, st)
+	st.close(errors.New("stream dropped"))
+}
+
+// forget removes st from the open streams, if it is still url's.
+func (c *Client) forget(url string, st *stream) {
 	c.streams.mu.Lock()
 	if c.streams.open[url] == st {
 		delete(c.streams.open, url)
 	}
 	c.streams.mu.Unlock()
-	st.close(errors.New("stream dropped"))
 }
 
 // RetainStreams closes the open task streams whose slave URL keep rejects
@@ -209,7 +228,10 @@ func (c *Client) dialStream(ctx context.Context, op string, tg dispatch.Target) 
 		return nil, errNoStream
 	}
 	st := &stream{rwc: rwc, pending: map[uint64]slot{}, kick: make(chan struct{}, 1)}
-	go st.readLoop(bufio.NewReaderSize(rwc, 64<<10))
+	go func() {
+		st.readLoop(bufio.NewReaderSize(rwc, 64<<10))
+		c.forget(tg.URL, st) // broken: the next call opens a new one
+	}()
 	go st.writeLoop()
 	return st, nil
 }
@@ -221,7 +243,7 @@ func (st *stream) send(cl *call, exprs []string, reqID string, maxBacklog int) (
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.err != nil {
-		return 0, st.err
+		return 0, fmt.Errorf("%w: %w", errBroken, st.err)
 	}
 	if len(st.out) > maxBacklog {
 		return 0, fmt.Errorf("the slave has not read %d bytes of requests queued on its task stream", len(st.out))

@@ -373,3 +373,41 @@ func TestCallsToAStoppingSlaveAreRightOrFailOver(t *testing.T) {
 		t.Fatal("no call was answered")
 	}
 }
+
+// TestACallAfterTheSlaveRestartedSucceeds: a stream that broke while idle
+// (the slave restarted) is not held against the slave: the next call goes
+// on a new stream and gets its answer.
+func TestACallAfterTheSlaveRestartedSucceeds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) func() {
+		cfg := slave.Defaults()
+		cfg.Master, cfg.Capacity = "", 1
+		s, err := slave.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = s.Serve(ctx, ln); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := serve(ln)
+	tg := dispatch.Target{ID: "s1", URL: "http://" + addr}
+	c := New(Config{})
+	for round := range 3 {
+		r, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: "6 * 7"}, "")
+		if err != nil || r.Result == nil || *r.Result != 42 {
+			t.Fatalf("round %d: %+v, %v", round, r, err)
+		}
+		stop()
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			t.Fatal(err)
+		}
+		stop = serve(ln)
+	}
+	stop()
+}
