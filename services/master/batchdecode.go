@@ -182,10 +182,8 @@ func readPlainString(r *bufio.Reader) (string, bool, error) {
 		return "", false, cutShort(err)
 	}
 	body := b[:len(b)-1]
-	for _, c := range body {
-		if c < 0x20 || c >= 0x80 || c == '\\' {
-			return string(b), false, nil // the quote read is an escaped one, or part of the rest
-		}
+	if !plainJSON(body) {
+		return string(b), false, nil // the quote read is an escaped one, or part of the rest
 	}
 	return string(body), true, nil
 }

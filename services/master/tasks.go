@@ -99,12 +99,21 @@ func plainJSONString(raw []byte) (string, bool) {
 		return "", false
 	}
 	body := raw[1 : len(raw)-1]
-	for _, c := range body {
-		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
-			return "", false
-		}
+	if !plainJSON(body) || bytes.IndexByte(body, '"') >= 0 {
+		return "", false
 	}
 	return string(body), true
+}
+
+// plainJSON says whether b, the inside of a JSON string, is its own value:
+// printable ASCII without escapes.
+func plainJSON(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // isRuntimeError says whether a calc error depends on evaluation (division

@@ -343,12 +343,22 @@ func (s *Slave) acquire(ctx context.Context) (func(), error) {
 	if s.draining.Load() {
 		return nil, httpserve.Errorf(http.StatusServiceUnavailable, "slave is shutting down")
 	}
+	release, err := s.slot(ctx)
+	if err != nil {
+		return nil, httpserve.Errorf(http.StatusServiceUnavailable, "gave up waiting for a free slot: %v", err)
+	}
+	return release, nil
+}
+
+// slot waits for one of the slave's evaluation slots, or until ctx ends,
+// and returns its release.
+func (s *Slave) slot(ctx context.Context) (func(), error) {
 	s.inflight.Add(1)
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		s.inflight.Add(-1)
-		return nil, httpserve.Errorf(http.StatusServiceUnavailable, "gave up waiting for a free slot: %v", ctx.Err())
+		return nil, ctx.Err()
 	}
 	return func() {
 		<-s.sem

@@ -168,7 +168,7 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 		s.streamExprs.Add(float64(len(group)))
 		// A group read is answered, even when the slave started to stop
 		// meanwhile (streams.stop then ends the reading, not the answers).
-		release := s.slot()
+		release, _ := s.slot(context.Background()) // no context to end: it waits
 		groups.Add(1)
 		go func() {
 			defer groups.Done()
@@ -195,17 +195,6 @@ func stopping(err error) error {
 		return errStopping
 	}
 	return err
-}
-
-// slot waits for one of the slave's evaluation slots and returns its
-// release.
-func (s *Slave) slot() func() {
-	s.inflight.Add(1)
-	s.sem <- struct{}{}
-	return func() {
-		<-s.sem
-		s.inflight.Add(-1)
-	}
 }
 
 // evalGroup evaluates a group and returns its answer frames.
