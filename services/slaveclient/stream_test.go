@@ -318,20 +318,11 @@ func TestAStreamTheSlaveDoesNotReadIsBounded(t *testing.T) {
 // fault (the dispatcher runs it elsewhere); none gets a wrong answer or
 // hangs.
 func TestCallsToAStoppingSlaveAreRightOrFailOver(t *testing.T) {
-	cfg := slave.Defaults()
-	cfg.Master, cfg.Capacity = "", 1
-	s, err := slave.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
+	stop := serveSlave(t, ln)
 	tg := dispatch.Target{ID: "s1", URL: "http://" + ln.Addr().String()}
 	c := New(Config{})
 	if _, err := c.Compute(context.Background(), tg, api.ComputeRequest{Expression: "1"}, ""); err != nil {
@@ -363,9 +354,10 @@ func TestCallsToAStoppingSlaveAreRightOrFailOver(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); ok.Load() < 20 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Microsecond)
 	}
-	stop()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
 	wg.Wait()
-	if err := <-served; err != nil {
+	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d answered, %d failed over to another slave", ok.Load(), failed.Load())
@@ -383,19 +375,7 @@ func TestACallAfterTheSlaveRestartedSucceeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	serve := func(ln net.Listener) func() {
-		cfg := slave.Defaults()
-		cfg.Master, cfg.Capacity = "", 1
-		s, err := slave.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = s.Serve(ctx, ln); close(done) }()
-		return func() { cancel(); <-done }
-	}
-	stop := serve(ln)
+	stop := serveSlave(t, ln)
 	tg := dispatch.Target{ID: "s1", URL: "http://" + addr}
 	c := New(Config{})
 	for round := range 3 {
@@ -403,11 +383,35 @@ func TestACallAfterTheSlaveRestartedSucceeds(t *testing.T) {
 		if err != nil || r.Result == nil || *r.Result != 42 {
 			t.Fatalf("round %d: %+v, %v", round, r, err)
 		}
-		stop()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			t.Fatal(err)
 		}
-		stop = serve(ln)
+		stop = serveSlave(t, ln)
 	}
-	stop()
+}
+
+// serveSlave serves a real slave of capacity 1 (no master) on ln until the
+// returned stop, which returns Serve's error (the test's end stops it too).
+func serveSlave(t *testing.T, ln net.Listener) (stop func() error) {
+	t.Helper()
+	cfg := slave.Defaults()
+	cfg.Master, cfg.Capacity = "", 1
+	s, err := slave.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	var once sync.Once
+	var serr error
+	stop = func() error {
+		once.Do(func() { cancel(); serr = <-served })
+		return serr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
