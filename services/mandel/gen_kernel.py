@@ -171,6 +171,117 @@ func prep{w}(cur *rowCursor) {{
     return "\n".join(out)
 
 
+# FLAT_STEP is one iteration of flat4/flat8's two vectors (and their |z|²),
+# FLAT_RECORD the recording of the lanes that passed radius 256 (now).
+FLAT_STEP = """		zia = zra.Add(zra).Mul(zia).Add(civ)
+		zib = zrb.Add(zrb).Mul(zib).Add(civ)
+		zra = zr2a.Sub(zi2a).Add(cra)
+		zrb = zr2b.Sub(zi2b).Add(crb)
+		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
+		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
+		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+"""
+FLAT_RECORD = """		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
+		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
+"""
+
+
+def gen_flat(w):
+    t = f"Float64x{w}"
+    m = f"Mask64x{w}"
+    out = [f"""// flat{w} is flatRow's kernel with {w}-lane vectors: it iterates the 2x{w}
+// consecutive pixels of the row from px on as two vectors, every lane to
+// the row's max_iter (which must be <= maxExtra) without refill and without
+// the periodicity check, an escaped lane on past radius 256 as escapeValue
+// does, and writes their smooth values to f.dst (lanes past its end are
+// computed and dropped). Same values as the scalar kernel: the
+// cardioid/bulb lanes are Inside (the same test), an orbit that cycles
+// never escapes, so brute force finds it Inside too, and an escaped lane
+// does iterate's and escapeValue's operations in their order.
+func flat{w}(f *flatRow, px int) {{
+	one := archsimd.Broadcast{t}(1)
+	zero := archsimd.Broadcast{t}(0)
+	inf := archsimd.Broadcast{t}(math.Inf(1))
+	four := archsimd.Broadcast{t}(escape2)
+	big := archsimd.Broadcast{t}(bailout2)
+	civ := archsimd.Broadcast{t}(f.ci)
+	step := archsimd.Broadcast{t}(f.step)
+	x0 := archsimd.Broadcast{t}(f.x0)
+	// pixel indices as floats (exact below 2^53, like coordRe's)
+	idxa := archsimd.Load{t}Slice(iota8[:]).Add(archsimd.Broadcast{t}(float64(f.ox + px)))
+	idxb := idxa.Add(archsimd.Broadcast{t}({w}))
+	cra, crb := idxa.Mul(step).Add(x0), idxb.Mul(step).Add(x0)
+	ina, inb := f.cheapInside{w}(cra), f.cheapInside{w}(crb)
+	valid := uint32(1)<<min(2*{w}, len(f.dst)-px) - 1
+	if (uint32(ina.ToBits())|uint32(inb.ToBits())<<{w})&valid == valid {{
+		for i := px; i < min(px+2*{w}, len(f.dst)); i++ {{
+			f.dst[i] = Inside
+		}}
+		return
+	}}
+	zra, zia, zr2a, zi2a := zero, zero, zero, zero
+	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
+	// nesc: the iteration at which |z|² first passed 4 (inf: not yet);
+	// res, rr: the iterations and |z|² at radius 256 (res < 0: not yet).
+	nesca, resa, rra := inf, archsimd.Broadcast{t}(-1), zero
+	nescb, resb, rrb := inf, resa, zero
+	j := zero
+	for range f.maxIter {{
+		j = j.Add(one)
+{FLAT_STEP}		nesca = nesca.Min(j.Merge(inf, r2a.Greater(four)))
+		nescb = nescb.Min(j.Merge(inf, r2b.Greater(four)))
+		// j - nesc < maxExtra here: max_iter <= maxExtra
+		nowa := r2a.Greater(big).And(resa.Less(zero))
+		nowb := r2b.Greater(big).And(resb.Less(zero))
+{FLAT_RECORD}		if resa.Less(zero).Or(resb.Less(zero)).ToBits() == 0 {{
+			break
+		}}
+	}}
+	// past max_iter: no new escapes; the escaped lanes go on to radius 256
+	extra := archsimd.Broadcast{t}(maxExtra)
+	for resa.Less(zero).And(nesca.Less(inf)).Or(resb.Less(zero).And(nescb.Less(inf))).ToBits() != 0 {{
+		j = j.Add(one)
+{FLAT_STEP}		nowa := r2a.Greater(big).Or(j.Sub(nesca).GreaterEqual(extra)).And(resa.Less(zero))
+		nowb := r2b.Greater(big).Or(j.Sub(nescb).GreaterEqual(extra)).And(resb.Less(zero))
+{FLAT_RECORD}	}}
+	outa := f.smooth{w}(resa, rra, ina.Or(nesca.Equal(inf)))
+	outb := f.smooth{w}(resb, rrb, inb.Or(nescb.Equal(inf)))
+	if px+2*{w} <= len(f.dst) {{
+		outa.StoreSlice(f.dst[px:])
+		outb.StoreSlice(f.dst[px+{w}:])
+		return
+	}}
+	outa.StoreSlice(f.out[:])
+	outb.StoreSlice(f.out[{w}:])
+	copy(f.dst[px:], f.out[:])
+}}
+
+// cheapInside{w} is cheapInside of {w} lanes at imaginary part f.ci, the
+// same operations.
+func (f *flatRow) cheapInside{w}(cr archsimd.{t}) archsimd.{m} {{
+	ci2 := float64(f.ci * f.ci)
+	civ2 := archsimd.Broadcast{t}(ci2)
+	xq := cr.Sub(archsimd.Broadcast{t}(0.25))
+	q := xq.Mul(xq).Add(civ2)
+	in := q.Mul(q.Add(xq)).LessEqual(archsimd.Broadcast{t}(float64(0.25 * ci2)))
+	xb := cr.Add(archsimd.Broadcast{t}(1))
+	return in.Or(xb.Mul(xb).Add(civ2).LessEqual(archsimd.Broadcast{t}(1.0 / 16)))
+}}
+
+// smooth{w} is smoothValue of {w} lanes that passed radius 256 after n
+// iterations with |z|² = r2, as float32, and Inside where inside is set.
+func (f *flatRow) smooth{w}(n, r2 archsimd.{t}, inside archsimd.{m}) archsimd.Float32x{w} {{
+	zero := archsimd.Broadcast{t}(0)
+	l := vlog2x{w}(vlog2x{w}(r2, &f.fb).Mul(archsimd.Broadcast{t}(math.Ln2/2)), &f.fb)
+	nu := n.Add(archsimd.Broadcast{t}(1)).Sub(l)
+	nu = nu.Merge(zero, nu.GreaterEqual(zero))
+	nu = zero.Merge(nu, r2.Greater(archsimd.Broadcast{t}(math.MaxFloat64)))
+	return archsimd.Broadcast{t}(float64(Inside)).Merge(nu, inside).ConvertToFloat32()
+}}
+"""]
+    return "\n".join(out)
+
+
 HEADER = f"""// Code generated by gen_kernel.py; DO NOT EDIT.
 
 //go:build goexperiment.simd && amd64
@@ -189,4 +300,4 @@ const groups = {len(GROUPS)}
 """
 
 HEADER += "var iota8 = [8]float64{0, 1, 2, 3, 4, 5, 6, 7}\n\n"
-sys.stdout.write(HEADER + gen(8) + "\n" + gen(4))
+sys.stdout.write(HEADER + gen(8) + "\n" + gen(4) + "\n" + gen_flat(8) + "\n" + gen_flat(4))

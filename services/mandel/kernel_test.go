@@ -18,6 +18,11 @@ var kernelFrames = []struct {
 	{"max_iter=1", Frame{CX: -0.5, Scale: 3.0 / 97, Width: 97, Height: 61, MaxIter: 1}},
 	{"max_iter=15", Frame{CX: -0.5, Scale: 3.0 / 97, Width: 97, Height: 61, MaxIter: 15}},
 	{"max_iter=17", Frame{CX: -0.5, Scale: 3.0 / 203, Width: 203, Height: 101, MaxIter: 17}},
+	// around flatMaxIter (64): flat4/flat8 up to it, the main kernel above
+	{"max_iter=64_boundary", Frame{CX: -0.7436447860, CY: 0.1318252536, Scale: 1e-4, Width: 131, Height: 77, MaxIter: 64}},
+	{"max_iter=65_boundary", Frame{CX: -0.7436447860, CY: 0.1318252536, Scale: 1e-4, Width: 131, Height: 77, MaxIter: 65}},
+	{"max_iter=64_tip", Frame{CX: -2, Scale: 1e-9, Width: 45, Height: 9, MaxIter: 64}},
+	{"max_iter=30_narrow", Frame{CX: -0.75, CY: 0.1, Scale: 1e-3, Width: 7, Height: 50, MaxIter: 30}},
 	{"whole_set_i1000", Frame{CX: -0.5, Scale: 3.0 / 333, Width: 333, Height: 250, MaxIter: 1000}},
 	{"huge_c", Frame{CX: 0, Scale: 1e3, Width: 64, Height: 64, MaxIter: 50}},
 	{"boundary_i1000", Frame{CX: -0.7436447860, CY: 0.1318252536, Scale: 1.5625e-07 * 12, Width: 320, Height: 180, MaxIter: 1000}},

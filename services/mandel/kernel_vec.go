@@ -42,6 +42,10 @@ import (
 //     at other times only finds cycles at other times; the saves are still
 //     further and further apart, so every cycle is found.
 //
+// Rows of max_iter <= flatMaxIter go to flat8/flat4 instead (flatRowKernel):
+// no refill, no periodicity check, every lane of a vector of consecutive
+// pixels iterated to max_iter or radius 256.
+//
 // Lanes whose pixel is decided are refilled with the row's next pixel
 // (after the cardioid/bulb test, as in the scalar kernel); when two or
 // fewer lanes are left at the end of a row they finish in scalar code.
@@ -177,6 +181,10 @@ func (cur *rowCursor) queue(inside uint8) {
 // run4 and fin4).
 func vecRow(dst []float32, t *Tile, py, lanes int) {
 	maxIter := t.MaxIter
+	if maxIter <= flatMaxIter {
+		flatRowKernel(dst, t, py, lanes)
+		return
+	}
 	if maxIter < max(vecMinIter, 2*chunk) || len(dst) < 2*lanes {
 		scalarRow(dst, t, py)
 		return
@@ -246,6 +254,31 @@ func vecRow(dst []float32, t *Tile, py, lanes int) {
 					st.sr[g][i], st.si[g][i], n, max(2*n, firstCheckpoint), maxIter)
 				st.refill(&cur, g, i, T, maxIter)
 			}
+		}
+	}
+}
+
+// flatRow is the state flat4 and flat8 share for one row.
+type flatRow struct {
+	dst          []float32
+	x0, step, ci float64
+	ox, maxIter  int
+	fb           finBatch // vlog2's scratch
+	out          [2 * maxLanes]float32
+}
+
+// flatRowKernel is the kernel for low max_iter (the seed's view has 30):
+// vectors of consecutive pixels iterated to the end together. When every
+// orbit is short, the main kernel's bookkeeping per pixel (refill,
+// batched finishing, the periodicity check) costs more than the
+// iterations a lane idles for here while the others in its vector finish.
+func flatRowKernel(dst []float32, t *Tile, py, lanes int) {
+	f := flatRow{dst: dst, x0: t.X0, step: t.Step, ci: coordIm(t.Y0, t.Step, t.OY+py), ox: t.OX, maxIter: t.MaxIter}
+	for px := 0; px < len(dst); px += 2 * lanes {
+		if lanes == 8 {
+			flat8(&f, px)
+		} else {
+			flat4(&f, px)
 		}
 	}
 }

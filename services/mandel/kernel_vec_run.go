@@ -360,3 +360,219 @@ func prep4(cur *rowCursor) {
 		idx = idx.Add(archsimd.BroadcastFloat64x4(4))
 	}
 }
+
+// flat8 is flatRow's kernel with 8-lane vectors: it iterates the 2x8
+// consecutive pixels of the row from px on as two vectors, every lane to
+// the row's max_iter (which must be <= maxExtra) without refill and without
+// the periodicity check, an escaped lane on past radius 256 as escapeValue
+// does, and writes their smooth values to f.dst (lanes past its end are
+// computed and dropped). Same values as the scalar kernel: the
+// cardioid/bulb lanes are Inside (the same test), an orbit that cycles
+// never escapes, so brute force finds it Inside too, and an escaped lane
+// does iterate's and escapeValue's operations in their order.
+func flat8(f *flatRow, px int) {
+	one := archsimd.BroadcastFloat64x8(1)
+	zero := archsimd.BroadcastFloat64x8(0)
+	inf := archsimd.BroadcastFloat64x8(math.Inf(1))
+	four := archsimd.BroadcastFloat64x8(escape2)
+	big := archsimd.BroadcastFloat64x8(bailout2)
+	civ := archsimd.BroadcastFloat64x8(f.ci)
+	step := archsimd.BroadcastFloat64x8(f.step)
+	x0 := archsimd.BroadcastFloat64x8(f.x0)
+	// pixel indices as floats (exact below 2^53, like coordRe's)
+	idxa := archsimd.LoadFloat64x8Slice(iota8[:]).Add(archsimd.BroadcastFloat64x8(float64(f.ox + px)))
+	idxb := idxa.Add(archsimd.BroadcastFloat64x8(8))
+	cra, crb := idxa.Mul(step).Add(x0), idxb.Mul(step).Add(x0)
+	ina, inb := f.cheapInside8(cra), f.cheapInside8(crb)
+	valid := uint32(1)<<min(2*8, len(f.dst)-px) - 1
+	if (uint32(ina.ToBits())|uint32(inb.ToBits())<<8)&valid == valid {
+		for i := px; i < min(px+2*8, len(f.dst)); i++ {
+			f.dst[i] = Inside
+		}
+		return
+	}
+	zra, zia, zr2a, zi2a := zero, zero, zero, zero
+	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
+	// nesc: the iteration at which |z|² first passed 4 (inf: not yet);
+	// res, rr: the iterations and |z|² at radius 256 (res < 0: not yet).
+	nesca, resa, rra := inf, archsimd.BroadcastFloat64x8(-1), zero
+	nescb, resb, rrb := inf, resa, zero
+	j := zero
+	for range f.maxIter {
+		j = j.Add(one)
+		zia = zra.Add(zra).Mul(zia).Add(civ)
+		zib = zrb.Add(zrb).Mul(zib).Add(civ)
+		zra = zr2a.Sub(zi2a).Add(cra)
+		zrb = zr2b.Sub(zi2b).Add(crb)
+		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
+		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
+		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		nesca = nesca.Min(j.Merge(inf, r2a.Greater(four)))
+		nescb = nescb.Min(j.Merge(inf, r2b.Greater(four)))
+		// j - nesc < maxExtra here: max_iter <= maxExtra
+		nowa := r2a.Greater(big).And(resa.Less(zero))
+		nowb := r2b.Greater(big).And(resb.Less(zero))
+		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
+		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
+		if resa.Less(zero).Or(resb.Less(zero)).ToBits() == 0 {
+			break
+		}
+	}
+	// past max_iter: no new escapes; the escaped lanes go on to radius 256
+	extra := archsimd.BroadcastFloat64x8(maxExtra)
+	for resa.Less(zero).And(nesca.Less(inf)).Or(resb.Less(zero).And(nescb.Less(inf))).ToBits() != 0 {
+		j = j.Add(one)
+		zia = zra.Add(zra).Mul(zia).Add(civ)
+		zib = zrb.Add(zrb).Mul(zib).Add(civ)
+		zra = zr2a.Sub(zi2a).Add(cra)
+		zrb = zr2b.Sub(zi2b).Add(crb)
+		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
+		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
+		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		nowa := r2a.Greater(big).Or(j.Sub(nesca).GreaterEqual(extra)).And(resa.Less(zero))
+		nowb := r2b.Greater(big).Or(j.Sub(nescb).GreaterEqual(extra)).And(resb.Less(zero))
+		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
+		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
+	}
+	outa := f.smooth8(resa, rra, ina.Or(nesca.Equal(inf)))
+	outb := f.smooth8(resb, rrb, inb.Or(nescb.Equal(inf)))
+	if px+2*8 <= len(f.dst) {
+		outa.StoreSlice(f.dst[px:])
+		outb.StoreSlice(f.dst[px+8:])
+		return
+	}
+	outa.StoreSlice(f.out[:])
+	outb.StoreSlice(f.out[8:])
+	copy(f.dst[px:], f.out[:])
+}
+
+// cheapInside8 is cheapInside of 8 lanes at imaginary part f.ci, the
+// same operations.
+func (f *flatRow) cheapInside8(cr archsimd.Float64x8) archsimd.Mask64x8 {
+	ci2 := float64(f.ci * f.ci)
+	civ2 := archsimd.BroadcastFloat64x8(ci2)
+	xq := cr.Sub(archsimd.BroadcastFloat64x8(0.25))
+	q := xq.Mul(xq).Add(civ2)
+	in := q.Mul(q.Add(xq)).LessEqual(archsimd.BroadcastFloat64x8(float64(0.25 * ci2)))
+	xb := cr.Add(archsimd.BroadcastFloat64x8(1))
+	return in.Or(xb.Mul(xb).Add(civ2).LessEqual(archsimd.BroadcastFloat64x8(1.0 / 16)))
+}
+
+// smooth8 is smoothValue of 8 lanes that passed radius 256 after n
+// iterations with |z|² = r2, as float32, and Inside where inside is set.
+func (f *flatRow) smooth8(n, r2 archsimd.Float64x8, inside archsimd.Mask64x8) archsimd.Float32x8 {
+	zero := archsimd.BroadcastFloat64x8(0)
+	l := vlog2x8(vlog2x8(r2, &f.fb).Mul(archsimd.BroadcastFloat64x8(math.Ln2/2)), &f.fb)
+	nu := n.Add(archsimd.BroadcastFloat64x8(1)).Sub(l)
+	nu = nu.Merge(zero, nu.GreaterEqual(zero))
+	nu = zero.Merge(nu, r2.Greater(archsimd.BroadcastFloat64x8(math.MaxFloat64)))
+	return archsimd.BroadcastFloat64x8(float64(Inside)).Merge(nu, inside).ConvertToFloat32()
+}
+
+// flat4 is flatRow's kernel with 4-lane vectors: it iterates the 2x4
+// consecutive pixels of the row from px on as two vectors, every lane to
+// the row's max_iter (which must be <= maxExtra) without refill and without
+// the periodicity check, an escaped lane on past radius 256 as escapeValue
+// does, and writes their smooth values to f.dst (lanes past its end are
+// computed and dropped). Same values as the scalar kernel: the
+// cardioid/bulb lanes are Inside (the same test), an orbit that cycles
+// never escapes, so brute force finds it Inside too, and an escaped lane
+// does iterate's and escapeValue's operations in their order.
+func flat4(f *flatRow, px int) {
+	one := archsimd.BroadcastFloat64x4(1)
+	zero := archsimd.BroadcastFloat64x4(0)
+	inf := archsimd.BroadcastFloat64x4(math.Inf(1))
+	four := archsimd.BroadcastFloat64x4(escape2)
+	big := archsimd.BroadcastFloat64x4(bailout2)
+	civ := archsimd.BroadcastFloat64x4(f.ci)
+	step := archsimd.BroadcastFloat64x4(f.step)
+	x0 := archsimd.BroadcastFloat64x4(f.x0)
+	// pixel indices as floats (exact below 2^53, like coordRe's)
+	idxa := archsimd.LoadFloat64x4Slice(iota8[:]).Add(archsimd.BroadcastFloat64x4(float64(f.ox + px)))
+	idxb := idxa.Add(archsimd.BroadcastFloat64x4(4))
+	cra, crb := idxa.Mul(step).Add(x0), idxb.Mul(step).Add(x0)
+	ina, inb := f.cheapInside4(cra), f.cheapInside4(crb)
+	valid := uint32(1)<<min(2*4, len(f.dst)-px) - 1
+	if (uint32(ina.ToBits())|uint32(inb.ToBits())<<4)&valid == valid {
+		for i := px; i < min(px+2*4, len(f.dst)); i++ {
+			f.dst[i] = Inside
+		}
+		return
+	}
+	zra, zia, zr2a, zi2a := zero, zero, zero, zero
+	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
+	// nesc: the iteration at which |z|² first passed 4 (inf: not yet);
+	// res, rr: the iterations and |z|² at radius 256 (res < 0: not yet).
+	nesca, resa, rra := inf, archsimd.BroadcastFloat64x4(-1), zero
+	nescb, resb, rrb := inf, resa, zero
+	j := zero
+	for range f.maxIter {
+		j = j.Add(one)
+		zia = zra.Add(zra).Mul(zia).Add(civ)
+		zib = zrb.Add(zrb).Mul(zib).Add(civ)
+		zra = zr2a.Sub(zi2a).Add(cra)
+		zrb = zr2b.Sub(zi2b).Add(crb)
+		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
+		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
+		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		nesca = nesca.Min(j.Merge(inf, r2a.Greater(four)))
+		nescb = nescb.Min(j.Merge(inf, r2b.Greater(four)))
+		// j - nesc < maxExtra here: max_iter <= maxExtra
+		nowa := r2a.Greater(big).And(resa.Less(zero))
+		nowb := r2b.Greater(big).And(resb.Less(zero))
+		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
+		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
+		if resa.Less(zero).Or(resb.Less(zero)).ToBits() == 0 {
+			break
+		}
+	}
+	// past max_iter: no new escapes; the escaped lanes go on to radius 256
+	extra := archsimd.BroadcastFloat64x4(maxExtra)
+	for resa.Less(zero).And(nesca.Less(inf)).Or(resb.Less(zero).And(nescb.Less(inf))).ToBits() != 0 {
+		j = j.Add(one)
+		zia = zra.Add(zra).Mul(zia).Add(civ)
+		zib = zrb.Add(zrb).Mul(zib).Add(civ)
+		zra = zr2a.Sub(zi2a).Add(cra)
+		zrb = zr2b.Sub(zi2b).Add(crb)
+		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
+		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
+		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		nowa := r2a.Greater(big).Or(j.Sub(nesca).GreaterEqual(extra)).And(resa.Less(zero))
+		nowb := r2b.Greater(big).Or(j.Sub(nescb).GreaterEqual(extra)).And(resb.Less(zero))
+		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
+		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
+	}
+	outa := f.smooth4(resa, rra, ina.Or(nesca.Equal(inf)))
+	outb := f.smooth4(resb, rrb, inb.Or(nescb.Equal(inf)))
+	if px+2*4 <= len(f.dst) {
+		outa.StoreSlice(f.dst[px:])
+		outb.StoreSlice(f.dst[px+4:])
+		return
+	}
+	outa.StoreSlice(f.out[:])
+	outb.StoreSlice(f.out[4:])
+	copy(f.dst[px:], f.out[:])
+}
+
+// cheapInside4 is cheapInside of 4 lanes at imaginary part f.ci, the
+// same operations.
+func (f *flatRow) cheapInside4(cr archsimd.Float64x4) archsimd.Mask64x4 {
+	ci2 := float64(f.ci * f.ci)
+	civ2 := archsimd.BroadcastFloat64x4(ci2)
+	xq := cr.Sub(archsimd.BroadcastFloat64x4(0.25))
+	q := xq.Mul(xq).Add(civ2)
+	in := q.Mul(q.Add(xq)).LessEqual(archsimd.BroadcastFloat64x4(float64(0.25 * ci2)))
+	xb := cr.Add(archsimd.BroadcastFloat64x4(1))
+	return in.Or(xb.Mul(xb).Add(civ2).LessEqual(archsimd.BroadcastFloat64x4(1.0 / 16)))
+}
+
+// smooth4 is smoothValue of 4 lanes that passed radius 256 after n
+// iterations with |z|² = r2, as float32, and Inside where inside is set.
+func (f *flatRow) smooth4(n, r2 archsimd.Float64x4, inside archsimd.Mask64x4) archsimd.Float32x4 {
+	zero := archsimd.BroadcastFloat64x4(0)
+	l := vlog2x4(vlog2x4(r2, &f.fb).Mul(archsimd.BroadcastFloat64x4(math.Ln2/2)), &f.fb)
+	nu := n.Add(archsimd.BroadcastFloat64x4(1)).Sub(l)
+	nu = nu.Merge(zero, nu.GreaterEqual(zero))
+	nu = zero.Merge(nu, r2.Greater(archsimd.BroadcastFloat64x4(math.MaxFloat64)))
+	return archsimd.BroadcastFloat64x4(float64(Inside)).Merge(nu, inside).ConvertToFloat32()
+}
