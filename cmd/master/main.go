@@ -55,6 +55,7 @@ func parse(args []string, getenv func(string) string) (master.Config, *envflag.S
 	fs.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "tasks that may wait for a free slave before 503")
 	fs.DurationVar(&cfg.TaskTimeout, "task-timeout", cfg.TaskTimeout, "timeout of one try of a task on one slave")
 	fs.BoolVar(&cfg.TaskStream, "task-stream", cfg.TaskStream, "send expressions to each slave on one persistent pipelined connection; false: one HTTP request per task or group")
+	fs.BoolVar(&cfg.FastLane, "fast-lane", cfg.FastLane, "serve plain HTTP/1.1 POST /submit-task requests without net/http (same replies, less CPU); false: every request through net/http and Echo")
 	fs.DurationVar(&cfg.TaskDeadline, "task-deadline", cfg.TaskDeadline, "time from acceptance after which a task fails")
 	fs.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "interval of active health checks")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "heartbeat interval told to slaves")

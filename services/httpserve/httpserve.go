@@ -66,6 +66,7 @@ func Errorf(code int, format string, args ...any) *Error {
 // Metrics are the request metrics of one service.
 type Metrics struct {
 	duration *prometheus.HistogramVec
+	fast     prometheus.Counter
 }
 
 // NewMetrics registers the request histogram and calclab_build_info on
@@ -76,8 +77,13 @@ func NewMetrics(reg prometheus.Registerer, service string) *Metrics {
 		Help:        "HTTP request latency by route, method and status code.",
 		ConstLabels: prometheus.Labels{"service": service},
 		Buckets:     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, []string{"route", "method", "code"})}
-	reg.MustRegister(m.duration, BuildInfo())
+	}, []string{"route", "method", "code"}),
+		fast: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "calclab_http_fast_lane_requests_total",
+			Help:        "HTTP requests served by the fast lane (plain HTTP/1.1 task submissions) instead of net/http; they are in the latency histogram too.",
+			ConstLabels: prometheus.Labels{"service": service},
+		})}
+	reg.MustRegister(m.duration, m.fast, BuildInfo())
 	return m
 }
 
@@ -235,15 +241,31 @@ func RequireJSON(next echo.HandlerFunc) echo.HandlerFunc {
 // It returns a 413 *Error for an oversized body and a 400 one for malformed
 // JSON, each with a message naming the problem.
 func ReadJSON(c *echo.Context, limit int64, v any) error {
+	body, err := ReadBody(c, limit)
+	if err != nil {
+		return err
+	}
+	return DecodeJSON(body, v)
+}
+
+// ReadBody reads the request body, at most limit bytes (413 past it, 408
+// past the body deadline, which it then lifts).
+func ReadBody(c *echo.Context, limit int64) ([]byte, error) {
 	req := c.Request()
 	if req.ContentLength > limit {
-		return Errorf(http.StatusRequestEntityTooLarge, "request body is %d bytes, limit is %d", req.ContentLength, limit)
+		return nil, Errorf(http.StatusRequestEntityTooLarge, "request body is %d bytes, limit is %d", req.ContentLength, limit)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
 	if err != nil {
-		return BodyError(err, limit)
+		return nil, BodyError(err, limit)
 	}
 	BodyRead(c)
+	return body, nil
+}
+
+// DecodeJSON decodes a request body into v: a 400 *Error naming the
+// problem for an empty body or malformed JSON.
+func DecodeJSON(body []byte, v any) error {
 	if len(body) == 0 {
 		return Errorf(http.StatusBadRequest, "request body is empty; expected a JSON object")
 	}
@@ -268,21 +290,43 @@ func ReadJSON(c *echo.Context, limit int64, v any) error {
 // in-flight requests up to grace to finish. Request headers must arrive
 // within 10s (bodies: BodyDeadline; connections: LimitListener).
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, logger *slog.Logger) error {
+	return ServeFast(ctx, ln, h, nil, grace, logger)
+}
+
+// ServeFast is Serve with the routes of lane (when not nil) served by the
+// fast lane, and everything else by h.
+func ServeFast(ctx context.Context, ln net.Listener, h http.Handler, lane *FastLane, grace time.Duration, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: fastHeaderTimeout,
+		IdleTimeout:       fastIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	var f *front
+	if lane != nil {
+		f = newFront(ln, lane, logger)
+		go f.accept()
+		ln = f.handoff
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		if f != nil {
+			f.stop(context.Background())
+		}
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if f != nil {
+		// The fast connections finish their requests while net/http
+		// shuts down its own.
+		stopped := make(chan struct{})
+		go func() { f.stop(sctx); close(stopped) }()
+		defer func() { <-stopped }()
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -111,6 +111,12 @@ type reply struct {
 
 func call(t *testing.T, method, url, body string, hdr map[string]string, out any) reply {
 	t.Helper()
+	return callWith(t, http.DefaultClient, method, url, body, hdr, out)
+}
+
+// callWith is call with client: its own connections.
+func callWith(t *testing.T, client *http.Client, method, url, body string, hdr map[string]string, out any) reply {
+	t.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -123,7 +129,7 @@ func call(t *testing.T, method, url, body string, hdr map[string]string, out any
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

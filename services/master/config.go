@@ -32,7 +32,10 @@ type Config struct {
 	// TaskStream sends expressions to each slave on one persistent,
 	// pipelined connection (GET /compute/stream) instead of an HTTP
 	// request per task or group; slaves without it get HTTP.
-	TaskStream        bool
+	TaskStream bool
+	// FastLane serves POST /submit-task with httpserve's fast lane (plain
+	// HTTP/1.1 requests) instead of net/http and Echo.
+	FastLane          bool
 	TaskDeadline      time.Duration // acceptance to final status
 	HealthInterval    time.Duration
 	HeartbeatInterval time.Duration
@@ -81,6 +84,7 @@ func Defaults() Config {
 		MaxQueue:          10000,
 		TaskTimeout:       5 * time.Second,
 		TaskStream:        true,
+		FastLane:          true,
 		TaskDeadline:      30 * time.Second,
 		HealthInterval:    time.Second,
 		HeartbeatInterval: 2 * time.Second,

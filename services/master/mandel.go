@@ -173,6 +173,12 @@ func tileSide(pixels int) int {
 	return min(max(side, 32), 512)
 }
 
+// bandRows is the height of the bands /mandelbrot/render cuts a frame into:
+// whole rows of about the pixels of a tile x tile square (at least 1 row).
+func bandRows(tile, width, height int) int {
+	return min(max((tile*tile+width/2)/width, 1), height)
+}
+
 // tileResult is one rendered tile.
 type tileResult struct {
 	ref      mandel.TileRef
@@ -201,9 +207,8 @@ func (m slaveStats) add(res tileResult) {
 // renderTiles dispatches every tile of the frame through the pool and calls
 // emit (serialised) as each lands. It stops at the first tile that cannot be
 // rendered, or when ctx ends (the client went away).
-func (s *Server) renderTiles(ctx context.Context, r frameRequest, format string, emit func(tileResult)) error {
+func (s *Server) renderTiles(ctx context.Context, r frameRequest, refs []mandel.TileRef, format string, emit func(tileResult)) error {
 	accepted := time.Now() // each tile's time counts from its render's acceptance
-	refs := r.frame.Tiles(r.tile, r.tile)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan mandel.TileRef)
@@ -295,73 +300,46 @@ func (s *Server) render(c *echo.Context) error {
 		return err
 	}
 	defer release()
-	// Encode the PNG band by band (a band is one row of tiles) while the
-	// bands below are still rendering, assembling each row from the band's
-	// raw tiles: no frame-sized image (a 4K frame's 33 MB, allocated,
-	// zeroed and copied into, was ~15% of the master's CPU on it).
+	// The frame goes out in bands of whole rows that the slaves render and
+	// compress themselves (format band): the master joins their PNG image
+	// data in order as it lands (mandel.BandWriter), without pixels to
+	// assemble or encode.
 	var buf pngOut
 	defer buf.release()
-	enc, err := mandel.NewRGBAEncoder(&buf, r.frame.Width, r.frame.Height)
+	bw, err := mandel.NewBandWriter(&buf, r.frame.Width, r.frame.Height)
 	if err != nil {
 		return fmt.Errorf("encode PNG: %w", err)
 	}
-	perRow := (r.frame.Width + r.tile - 1) / r.tile
-	bands := (r.frame.Height + r.tile - 1) / r.tile
-	left := make([]int, bands)
-	ready := make([]chan struct{}, bands)
-	bandTiles := make([][]tileResult, bands) // a band's tiles, read once it is ready
-	for i := range bands {
-		left[i], ready[i] = perRow, make(chan struct{})
-	}
-	stop := make(chan struct{})
-	encDone := make(chan error, 1)
-	go func() {
-		row := make([]byte, 4*r.frame.Width)
-		for i := range bands {
-			select {
-			case <-ready[i]:
-			case <-stop:
-				encDone <- errors.New("render stopped")
-				return
-			}
-			for y := i * r.tile; y < min((i+1)*r.tile, r.frame.Height); y++ {
-				for _, t := range bandTiles[i] {
-					w, ty := t.ref.Tile.Width, y-t.ref.OY
-					copy(row[4*t.ref.OX:4*(t.ref.OX+w)], t.data[4*w*ty:4*w*(ty+1)])
-				}
-				if err := enc.WriteRow(row); err != nil {
-					encDone <- err
-					return
-				}
-			}
-			bandTiles[i] = nil // done with the band's tiles
-		}
-		encDone <- enc.Close()
-	}()
+	rows := bandRows(r.tile, r.frame.Width, r.frame.Height)
+	refs := r.frame.Tiles(r.frame.Width, rows)
+	landed := make([]tileResult, len(refs)) // bands in, waiting for those above
+	next := 0                               // the first band not yet written
+	var werr error
 	stats := slaveStats{}
-	tiles := 0
-	err = s.renderTiles(c.Request().Context(), r, "raw", func(res tileResult) {
-		if band := res.ref.OY / r.tile; band < bands {
-			bandTiles[band] = append(bandTiles[band], res)
-			if left[band]--; left[band] == 0 {
-				close(ready[band])
+	err = s.renderTiles(c.Request().Context(), r, refs, "band", func(res tileResult) {
+		landed[res.ref.OY/rows] = res
+		for ; next < len(landed) && landed[next].data != nil; next++ {
+			if werr == nil {
+				werr = bw.WriteBand(landed[next].data, landed[next].ref.Tile.Height)
 			}
+			landed[next].data = nil
 		}
 		stats.add(res)
-		tiles++
 	})
 	if err != nil {
-		close(stop)
-		<-encDone
 		if c.Request().Context().Err() != nil {
 			s.log.Info("render abandoned by the client", "request_id", httpserve.RequestID(c.Request().Context()))
 			return nil
 		}
 		return renderError(err)
 	}
-	if err := <-encDone; err != nil {
-		return fmt.Errorf("encode PNG: %w", err)
+	if werr == nil {
+		werr = bw.Close()
 	}
+	if werr != nil {
+		return fmt.Errorf("encode PNG: %w", werr)
+	}
+	tiles := len(refs)
 	s.renders.Inc()
 	h := c.Response().Header()
 	h.Set("X-Render-Tiles", strconv.Itoa(tiles))
@@ -491,7 +469,7 @@ func (s *Server) stream(c *echo.Context) error {
 	_ = rc.Flush()
 	stats := slaveStats{}
 	n := 0
-	err = s.renderTiles(c.Request().Context(), r, "png", func(res tileResult) {
+	err = s.renderTiles(c.Request().Context(), r, refs, "png", func(res tileResult) {
 		stats.add(res)
 		n++
 		_ = writeEvent(w, api.EventTile, api.StreamTile{

@@ -42,6 +42,7 @@ type Server struct {
 	batch        prometheus.Counter
 	renders      prometheus.Counter
 	pm           *poolMetrics
+	httpMetrics  *httpserve.Metrics
 
 	runner *runner.Runner      // the task path: admit, store, dispatch, record
 	slaves *slaveclient.Client // every call to a slave
@@ -155,7 +156,8 @@ func (s *Server) taskFinished(ctx context.Context, t api.Task) {
 }
 
 func (s *Server) routes() {
-	e := httpserve.New(s.log, httpserve.NewMetrics(s.reg, "master"))
+	s.httpMetrics = httpserve.NewMetrics(s.reg, "master")
+	e := httpserve.New(s.log, s.httpMetrics)
 	e.Use(httpserve.BodyDeadline(s.cfg.BodyTimeout))
 	e.POST("/submit-task", s.submitTask)
 	e.POST("/submit-batch", s.submitBatch)
@@ -205,7 +207,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("master listening", "addr", ln.Addr().String(), "policy", s.cfg.Policy, "data_dir", s.cfg.DataDir)
 	s.runner.Start()
 	go s.healthLoop(s.bgCtx)
-	err := httpserve.Serve(ctx, httpserve.LimitListener(ln, s.cfg.MaxConns), s.echo, 10*time.Second, s.log)
+	var lane *httpserve.FastLane
+	if s.cfg.FastLane {
+		lane = &httpserve.FastLane{
+			Routes:  map[string]httpserve.FastHandler{"POST /submit-task": s.submitTaskFast},
+			MaxBody: s.cfg.MaxBodyBytes, BodyTimeout: s.cfg.BodyTimeout, Metrics: s.httpMetrics, Logger: s.log,
+		}
+	}
+	err := httpserve.ServeFast(ctx, httpserve.LimitListener(ln, s.cfg.MaxConns), s.echo, lane, 10*time.Second, s.log)
 	s.Close()
 	return err
 }

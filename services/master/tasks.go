@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,17 +143,79 @@ func newTaskID() string {
 const storeWait = 10 * time.Second
 
 func (s *Server) submitTask(c *echo.Context) error {
-	var body api.SubmitRequest
-	if err := httpserve.ReadJSON(c, s.cfg.MaxBodyBytes, &body); err != nil {
-		return err
-	}
-	async, err := boolQuery(c, "async")
+	body, err := httpserve.ReadBody(c, s.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
+	}
+	r, err := s.submit(c.Request().Context(), body, c.QueryParam("async"), hashKey(c))
+	if err != nil {
+		return err
+	}
+	if r.location != "" {
+		c.Response().Header().Set("Location", r.location)
+	}
+	if r.retry {
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	return taskJSON(c, r.code, r.task)
+}
+
+// submitTaskFast is submitTask on the fast lane (httpserve.FastLane): the
+// same checks, task path and reply bytes.
+func (s *Server) submitTaskFast(ctx context.Context, req *httpserve.FastRequest, w *httpserve.FastResponse) {
+	async := ""
+	if req.Query != "" {
+		q, _ := url.ParseQuery(req.Query) // as Echo's QueryParam: what parses
+		async = q.Get("async")
+	}
+	key := req.Header(api.HeaderHashKey)
+	if key == "" {
+		key = req.RemoteIP()
+	}
+	r, err := s.submit(ctx, req.Body, async, key)
+	if err != nil {
+		w.Error(ctx, s.log, err)
+		return
+	}
+	if r.location != "" {
+		w.Header("Location", r.location)
+	}
+	if r.retry {
+		w.Header("Retry-After", "1")
+	}
+	b, err := r.task.AppendJSON(w.Buffer())
+	if err != nil {
+		b, err = json.Marshal(r.task) // the same error, from encoding/json
+		if err != nil {
+			w.Error(ctx, s.log, err)
+			return
+		}
+	}
+	w.JSON(r.code, append(b, '\n'))
+}
+
+// submitted is the reply to a task submission.
+type submitted struct {
+	code     int
+	task     api.Task
+	location string // the Location header of a 202
+	retry    bool   // Retry-After: 1 (a task failed for lack of slaves)
+}
+
+// submit runs POST /submit-task for either HTTP path: body is the request
+// body, async the raw ?async value, key the hash key.
+func (s *Server) submit(ctx context.Context, raw []byte, asyncParam, key string) (submitted, error) {
+	var body api.SubmitRequest
+	if err := httpserve.DecodeJSON(raw, &body); err != nil {
+		return submitted{}, err
+	}
+	async, err := parseBoolQuery("async", asyncParam)
+	if err != nil {
+		return submitted{}, err
 	}
 	req, display, err := s.parsePayload(body.Payload)
 	if err != nil {
-		return err
+		return submitted{}, err
 	}
 	id := body.TaskID
 	if id == "" {
@@ -160,14 +223,13 @@ func (s *Server) submitTask(c *echo.Context) error {
 	} else if !taskIDPattern.MatchString(id) {
 		e := httpserve.Errorf(http.StatusUnprocessableEntity, "task_id %q must be 1-128 letters, digits, '.', '_', ':' or '-'", id)
 		e.Body.Field = "task_id"
-		return e
+		return submitted{}, e
 	}
-	ctx := c.Request().Context()
-	req.HashKey, req.RequestID = hashKey(c), httpserve.RequestID(ctx)
+	req.HashKey, req.RequestID = key, httpserve.RequestID(ctx)
 	if n := req.Size(); n > s.cfg.MaxRequestBytes {
 		e := httpserve.Errorf(http.StatusRequestEntityTooLarge, "the task to store (payload, %s header, request id) takes %d bytes, limit is %d", api.HeaderHashKey, n, s.cfg.MaxRequestBytes)
 		e.Body.Field = "payload"
-		return e
+		return submitted{}, e
 	}
 	sub := runner.Submission{ID: id, Display: display, Request: req}
 	var (
@@ -186,22 +248,22 @@ func (s *Server) submitTask(c *echo.Context) error {
 		t, created, err = s.runner.Run(ctx, sub)
 	}
 	if err != nil {
-		return s.refuse(err)
+		return submitted{}, s.refuse(err)
 	}
 	if !created && t.Expression != display {
 		e := httpserve.Errorf(http.StatusConflict, "task_id %q was already submitted with a different payload (%q)", id, t.Expression)
 		e.Body.Field = "task_id"
-		return e
+		return submitted{}, e
 	}
 	if async {
 		if err := s.runner.Acknowledge(ctx, id); err != nil {
-			return s.refuse(err)
+			return submitted{}, s.refuse(err)
 		}
 	}
 	if created && !async {
-		return s.replyFinal(c, t)
+		return finalReply(t), nil
 	}
-	return s.reply(c, id, async)
+	return s.reply(ctx, id, async)
 }
 
 // refuse maps a submission the runner could not accept to a 503.
@@ -233,29 +295,25 @@ func (s *Server) refuse(err error) error {
 }
 
 // reply answers a submission: at once (async) or with the final task.
-func (s *Server) reply(c *echo.Context, id string, async bool) error {
+func (s *Server) reply(ctx context.Context, id string, async bool) (submitted, error) {
 	if async {
 		t, _ := s.store.Get(id)
 		if t.Done() {
-			return taskJSON(c, http.StatusOK, t)
+			return submitted{code: http.StatusOK, task: t}, nil
 		}
-		c.Response().Header().Set("Location", "/tasks/"+id)
-		return taskJSON(c, http.StatusAccepted, t)
+		return submitted{code: http.StatusAccepted, task: t, location: "/tasks/" + id}, nil
 	}
-	t, err := s.store.Wait(c.Request().Context(), id)
+	t, err := s.store.Wait(ctx, id)
 	if err != nil {
-		return httpserve.Errorf(http.StatusNotFound, "task %q not found", id)
+		return submitted{}, httpserve.Errorf(http.StatusNotFound, "task %q not found", id)
 	}
-	return s.replyFinal(c, t)
+	return finalReply(t), nil
 }
 
-// replyFinal answers a synchronous submission with the task as it is.
-func (s *Server) replyFinal(c *echo.Context, t api.Task) error {
+// finalReply answers a synchronous submission with the task as it is.
+func finalReply(t api.Task) submitted {
 	code := taskStatusCode(t)
-	if code == http.StatusServiceUnavailable {
-		c.Response().Header().Set("Retry-After", "1")
-	}
-	return taskJSON(c, code, t)
+	return submitted{code: code, task: t, retry: code == http.StatusServiceUnavailable}
 }
 
 // taskStatusCode is the HTTP status of a synchronous reply carrying t.
@@ -280,8 +338,9 @@ func hashKey(c *echo.Context) string {
 	return c.RealIP()
 }
 
-func boolQuery(c *echo.Context, name string) (bool, error) {
-	v := c.QueryParam(name)
+// parseBoolQuery parses the value v of the query parameter name: "" is
+// false.
+func parseBoolQuery(name, v string) (bool, error) {
 	if v == "" {
 		return false, nil
 	}
