@@ -830,36 +830,6 @@ func TestRowEncoderMatchesEncodePNG(t *testing.T) {
 		t.Fatal("Close after 50 of 97 rows succeeded")
 	}
 
-	// The same picture handed over row by row, from a buffer reused for
-	// every row (as the master does with its tiles' rows).
-	var byRow bytes.Buffer
-	re, err := NewRGBAEncoder(&byRow, 150, 97)
-	if err != nil {
-		t.Fatal(err)
-	}
-	row := make([]byte, 4*150)
-	for y := range 97 {
-		copy(row, img.Pix[y*img.Stride:])
-		if err := re.WriteRow(row); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := re.WriteRow(row); err == nil {
-		t.Fatal("a 98th row of a 97-row picture was accepted")
-	}
-	if err := re.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(whole.Bytes(), byRow.Bytes()) {
-		t.Fatal("row-by-row PNG differs from EncodePNG's")
-	}
-	bad, _ := NewRGBAEncoder(io.Discard, 150, 97)
-	if err := bad.WriteRow(row[:4*149]); err == nil {
-		t.Fatal("a row of 149 pixels was accepted for a picture 150 wide")
-	}
-	if err := bad.Close(); err == nil {
-		t.Fatal("Close after 0 of 97 rows succeeded")
-	}
 }
 
 // TestRenderStopsWhenContextEnds: a render whose context ends stops within

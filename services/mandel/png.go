@@ -99,21 +99,30 @@ func (c *chunkWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func writeChunk(w io.Writer, typ string, data []byte) error {
+// writeChunk writes a PNG chunk whose data is the parts, one after the other.
+func writeChunk(w io.Writer, typ string, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
 	var hdr [8]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(len(data)))
+	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
 	copy(hdr[4:], typ)
 	crc := crc32.NewIEEE()
 	crc.Write(hdr[4:8])
-	crc.Write(data)
-	var tail [4]byte
-	binary.BigEndian.PutUint32(tail[:], crc.Sum32())
-	for _, b := range [][]byte{hdr[:], data, tail[:]} {
-		if _, err := w.Write(b); err != nil {
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		crc.Write(p)
+		if _, err := w.Write(p); err != nil {
 			return err
 		}
 	}
-	return nil
+	var tail [4]byte
+	binary.BigEndian.PutUint32(tail[:], crc.Sum32())
+	_, err := w.Write(tail[:])
+	return err
 }
 
 func encodeRGBUp(w io.Writer, m *image.RGBA) error {
@@ -131,12 +140,28 @@ func encodeRGBUp(w io.Writer, m *image.RGBA) error {
 	return e.Close()
 }
 
-// RowEncoder writes an opaque picture as PNG (RGB, Up filter, BestSpeed)
-// band by band, so a frame can be encoded while its lower tiles are still
-// being rendered: from an *image.RGBA (NewRowEncoder, Rows) or from rows
-// handed over one at a time (NewRGBAEncoder, WriteRow). Rows must be
+// writeHeader writes the PNG signature and the IHDR chunk of a width x
+// height 8-bit RGB picture.
+func writeHeader(w io.Writer, width, height int) error {
+	if width <= 0 || height <= 0 {
+		return invalid("image", "cannot stream an empty %dx%d image", width, height)
+	}
+	if _, err := w.Write(pngSignature); err != nil {
+		return err
+	}
+	var ihdr [13]byte
+	binary.BigEndian.PutUint32(ihdr[0:], uint32(width))
+	binary.BigEndian.PutUint32(ihdr[4:], uint32(height))
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit, truecolour (RGB)
+	return writeChunk(w, "IHDR", ihdr[:])
+}
+
+// RowEncoder writes an opaque *image.RGBA as PNG (RGB, Up filter,
+// BestSpeed) band by band (NewRowEncoder, Rows), so a picture can be
+// encoded while its lower rows are still being rendered. Rows must be
 // written top to bottom, once each; the bytes of EncodePNG and of a
-// RowEncoder fed every row are identical.
+// RowEncoder fed every row are identical. (A frame rendered by slaves is
+// joined from bands they compressed: AppendBand, BandWriter.)
 type RowEncoder struct {
 	w      io.Writer
 	m      *image.RGBA
@@ -146,7 +171,7 @@ type RowEncoder struct {
 	width  int
 	height int
 	cur    []byte // filter byte + RGB row (+ 2 spare bytes, see upRGB)
-	prev   []byte // WriteRow: the row above, RGBA (zeros above the first)
+	prev   []byte // zeros: the row above the first
 	y      int    // next row to encode, relative to the image's top
 	close  sync.Once
 }
@@ -154,38 +179,11 @@ type RowEncoder struct {
 // NewRowEncoder writes the PNG header of m (whose pixels may still be
 // incomplete) and returns an encoder for its rows (Rows).
 func NewRowEncoder(w io.Writer, m *image.RGBA) (*RowEncoder, error) {
-	b := m.Bounds()
-	e, err := newRowEncoder(w, b.Dx(), b.Dy())
-	if err != nil {
+	width, height := m.Bounds().Dx(), m.Bounds().Dy()
+	if err := writeHeader(w, width, height); err != nil {
 		return nil, err
 	}
-	e.m = m
-	return e, nil
-}
-
-// NewRGBAEncoder writes the PNG header of a width x height opaque picture
-// whose rows the caller hands to WriteRow, top to bottom, as RGBA bytes:
-// the picture need not exist as one image (the master assembles rows from
-// its tiles). The bytes are those EncodePNG writes for the same pixels.
-func NewRGBAEncoder(w io.Writer, width, height int) (*RowEncoder, error) {
-	return newRowEncoder(w, width, height)
-}
-
-func newRowEncoder(w io.Writer, width, height int) (*RowEncoder, error) {
-	if width <= 0 || height <= 0 {
-		return nil, invalid("image", "cannot stream an empty %dx%d image", width, height)
-	}
-	if _, err := w.Write(pngSignature); err != nil {
-		return nil, err
-	}
-	var ihdr [13]byte
-	binary.BigEndian.PutUint32(ihdr[0:], uint32(width))
-	binary.BigEndian.PutUint32(ihdr[4:], uint32(height))
-	ihdr[8], ihdr[9] = 8, 2 // 8-bit, truecolour (RGB)
-	if err := writeChunk(w, "IHDR", ihdr[:]); err != nil {
-		return nil, err
-	}
-	e := &RowEncoder{w: w, width: width, height: height, cw: &chunkWriter{w: w}}
+	e := &RowEncoder{w: w, m: m, width: width, height: height, cw: &chunkWriter{w: w}}
 	// IDAT chunks of up to 64 KiB.
 	e.bw = bufio.NewWriterSize(e.cw, 1<<16)
 	e.zw = zlibPool.Get().(*zlib.Writer)
@@ -200,9 +198,6 @@ func newRowEncoder(w io.Writer, width, height int) (*RowEncoder, error) {
 // last one written up to (not including) row end, counted from the image's
 // top. The pixels of those rows must be final.
 func (e *RowEncoder) Rows(end int) error {
-	if e.m == nil {
-		return invalid("rows", "Rows needs the image of NewRowEncoder; use WriteRow")
-	}
 	b := e.m.Bounds()
 	end = min(end, e.height)
 	for ; e.y < end; e.y++ {
@@ -216,23 +211,6 @@ func (e *RowEncoder) Rows(end int) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// WriteRow encodes the next row from its 4*width RGBA bytes (the alpha
-// bytes are not used: the PNG is RGB). rgba may be reused once it returns.
-func (e *RowEncoder) WriteRow(rgba []byte) error {
-	if e.y >= e.height {
-		return invalid("rows", "row %d of a picture %d rows high", e.y, e.height)
-	}
-	if len(rgba) != 4*e.width {
-		return invalid("row", "%d bytes for a row of %d RGBA pixels", len(rgba), e.width)
-	}
-	if err := e.encode(rgba, e.prev); err != nil {
-		return err
-	}
-	copy(e.prev, rgba)
-	e.y++
 	return nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"image"
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -21,6 +23,11 @@ const (
 	// FormatRaw is the tile's RGBA bytes, row by row (4*width*height bytes):
 	// what the master assembles frames from, with no PNG round trip.
 	FormatRaw = "raw"
+	// FormatBand is the tile's rows as PNG image data (mandel.AppendBand:
+	// filtered, deflated, with their Adler-32), for a tile of whole frame
+	// rows: the master joins such bands into the frame's PNG
+	// (mandel.BandWriter) without decompressing or re-encoding them.
+	FormatBand = "band"
 )
 
 // HeaderRenderMS carries the slave's render time of a tile, in ms.
@@ -43,31 +50,57 @@ func mandelError(err error) error {
 	return e
 }
 
-// renderTile validates and renders one tile in an evaluation slot.
-func (s *Slave) renderTile(c *echo.Context) (mandel.Tile, []byte, time.Duration, error) {
-	t, err := mandel.TileFromQuery(c.QueryParams())
+// bytePool holds byte buffers: a tile's pixels and its encoded reply are
+// dropped once the reply is written, and fresh buffers each time were
+// allocated, zeroed and collected for every tile.
+type bytePool struct{ p sync.Pool }
+
+// get returns a pooled buffer of length n (not zeroed). Hand it back with
+// put, with *b set to the buffer if it grew.
+func (bp *bytePool) get(n int) *[]byte {
+	b, _ := bp.p.Get().(*[]byte)
+	if b == nil || cap(*b) < n {
+		s := make([]byte, n)
+		b = &s
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func (bp *bytePool) put(b *[]byte) { bp.p.Put(b) }
+
+// pixBufs holds tiles' RGBA pixels, outBufs their encoded replies.
+var pixBufs, outBufs bytePool
+
+// renderTile validates and renders one tile in an evaluation slot into a
+// pooled buffer; the caller calls done when it no longer needs the pixels.
+func (s *Slave) renderTile(c *echo.Context) (t mandel.Tile, pix []byte, took time.Duration, done func(), err error) {
+	t, err = mandel.TileFromQuery(c.QueryParams())
 	if err == nil {
 		err = t.Validate(s.cfg.MandelLimits)
 	}
 	if err != nil {
-		return t, nil, 0, mandelError(err)
+		return t, nil, 0, nil, mandelError(err)
 	}
 	release, err := s.acquire(c.Request().Context())
 	if err != nil {
-		return t, nil, 0, err
+		return t, nil, 0, nil, err
 	}
 	defer release()
 	start := time.Now()
-	img, err := mandel.Render(c.Request().Context(), t, runtime.GOMAXPROCS(0))
+	pb := pixBufs.get(4 * t.Width * t.Height)
+	pix, done = *pb, func() { pixBufs.put(pb) }
+	err = mandel.RenderInto(c.Request().Context(), rgba(pix, t.Width, t.Height), image.Point{}, t, runtime.GOMAXPROCS(0))
 	if err != nil {
+		done()
 		if ctxErr := c.Request().Context().Err(); ctxErr != nil { // caller gone or gave up
-			return t, nil, 0, httpserve.Errorf(http.StatusServiceUnavailable, "render stopped: %v", ctxErr)
+			return t, nil, 0, nil, httpserve.Errorf(http.StatusServiceUnavailable, "render stopped: %v", ctxErr)
 		}
-		return t, nil, 0, mandelError(err)
+		return t, nil, 0, nil, mandelError(err)
 	}
 	s.done.Add(1)
 	s.tiles.Inc()
-	return t, img.Pix, time.Since(start), nil
+	return t, pix, time.Since(start), done, nil
 }
 
 // tile serves GET /mandelbrot/tile: one tile as PNG (default) or raw RGBA.
@@ -76,15 +109,16 @@ func (s *Slave) tile(c *echo.Context) error {
 	if format == "" {
 		format = FormatPNG
 	}
-	if format != FormatPNG && format != FormatRaw {
-		e := httpserve.Errorf(http.StatusBadRequest, "format must be png or raw, got %q", format)
+	if format != FormatPNG && format != FormatRaw && format != FormatBand {
+		e := httpserve.Errorf(http.StatusBadRequest, "format must be png, raw or band, got %q", format)
 		e.Body.Field = "format"
 		return e
 	}
-	t, pix, took, err := s.renderTile(c)
+	t, pix, took, done, err := s.renderTile(c)
 	if err != nil {
 		return err
 	}
+	defer done()
 	h := c.Response().Header()
 	h.Set(HeaderRenderMS, strconv.FormatFloat(float64(took.Microseconds())/1000, 'f', 3, 64))
 	h.Set(HeaderSlave, s.ID())
@@ -96,12 +130,24 @@ func (s *Slave) tile(c *echo.Context) error {
 		c.Response().Header().Set("Content-Length", strconv.Itoa(len(pix)))
 		return c.Blob(http.StatusOK, "application/octet-stream", pix)
 	}
-	var buf bytes.Buffer
-	if err := mandel.EncodePNG(&buf, rgba(pix, t.Width, t.Height)); err != nil {
+	ob := outBufs.get(0)
+	defer outBufs.put(ob)
+	out := *ob
+	var ctype string
+	if format == FormatBand {
+		out, err = mandel.AppendBand(out, pix, t.Width, t.Height)
+		ctype = "application/octet-stream"
+	} else {
+		buf := bytes.NewBuffer(out)
+		err = mandel.EncodePNG(buf, rgba(pix, t.Width, t.Height))
+		out, ctype = buf.Bytes(), "image/png"
+	}
+	*ob = out[:0]
+	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	return c.Blob(http.StatusOK, "image/png", buf.Bytes())
+	c.Response().Header().Set("Content-Length", strconv.Itoa(len(out)))
+	return c.Blob(http.StatusOK, ctype, out)
 }
 
 // seedTile serves the seed worker's call with the seed's semantics exactly
