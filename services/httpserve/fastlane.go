@@ -53,17 +53,19 @@ type FastRequest struct {
 	Body         []byte
 	RequestID    string
 	head         []byte // the header lines
-	remote       net.Addr
+	conn         *fastConn
 }
 
 // RemoteIP is the client's address without its port, as Echo's RealIP
 // gives it (no proxy header is trusted).
 func (r *FastRequest) RemoteIP() string {
-	s := r.remote.String()
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		return host
+	if r.conn.ip == "" {
+		r.conn.ip = r.conn.RemoteAddr().String()
+		if host, _, err := net.SplitHostPort(r.conn.ip); err == nil {
+			r.conn.ip = host
+		}
 	}
-	return s
+	return r.conn.ip
 }
 
 // Header returns the first value of the header name (case-insensitive).
@@ -156,6 +158,7 @@ type fastRoute struct {
 type fastConn struct {
 	net.Conn
 	active atomic.Bool // reading or serving a request (not idle)
+	ip     string      // RemoteIP, once asked for
 }
 
 func newFront(ln net.Listener, lane *FastLane, logger *slog.Logger) *front {
@@ -276,7 +279,7 @@ func (f *front) serve(c *fastConn) {
 			handedOff = f.handoff.deliver(&handedConn{Conn: c.Conn, br: br})
 			return
 		}
-		req.remote = c.RemoteAddr()
+		req.conn = c
 		var more bool
 		more, scratch = f.serveOne(c, br, bw, req, h, headLen, bodyLen, closeAfter, scratch)
 		if !more || closeAfter || f.stopping.Load() {

@@ -45,7 +45,7 @@ func startLaneServer(t *testing.T, bodyTimeout time.Duration) *laneServer {
 	e.POST("/echo", slow)
 	e.POST("/other", slow)
 	fast := func(ctx context.Context, r *FastRequest, w *FastResponse) {
-		b, _ := jsonLine(map[string]string{"lane": "fast", "body": string(r.Body), "id": RequestID(ctx), "query": r.Query, "x": r.Header("X-Test")})
+		b, _ := jsonLine(map[string]string{"lane": "fast", "body": string(r.Body), "id": RequestID(ctx), "query": r.Query, "x": r.Header("X-Test"), "ip": r.RemoteIP()})
 		w.JSON(http.StatusOK, append(w.Buffer(), b...))
 	}
 	lane := &FastLane{
@@ -172,6 +172,9 @@ func TestFastLaneServesOnlyPlainRequests(t *testing.T) {
 			if res.StatusCode != tc.code {
 				t.Fatalf("status %d, want %d: %s", res.StatusCode, tc.code, body)
 			}
+			if tc.lane == "fast" && !strings.Contains(body, `"ip":"127.0.0.1"`) {
+				t.Errorf("remote IP: %.200s", body)
+			}
 			if !strings.Contains(body, `"lane":"`+tc.lane+`"`) {
 				t.Errorf("served by the wrong lane, want %s: %.200s", tc.lane, body)
 			}
@@ -195,7 +198,7 @@ func TestFastLaneConnection(t *testing.T) {
 	t.Run("pipelined replies in order", func(t *testing.T) {
 		c, br := dial(t, s.addr)
 		_, _ = io.WriteString(c, post("/echo", "1")+post("/echo?n=2", "2", "X-Test: two", "X-Request-Id: mine")+post("/echo", "3"))
-		for i, want := range []string{`"body":"1"`, `"body":"2","id":"mine","lane":"fast","query":"n=2","x":"two"`, `"body":"3"`} {
+		for i, want := range []string{`"body":"1"`, `"body":"2","id":"mine","ip":"127.0.0.1","lane":"fast","query":"n=2","x":"two"`, `"body":"3"`} {
 			res, body := readReply(t, br)
 			if res.StatusCode != 200 || !strings.Contains(body, want) {
 				t.Fatalf("reply %d: %d %s, want %s", i+1, res.StatusCode, body, want)

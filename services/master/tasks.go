@@ -117,6 +117,69 @@ func plainJSON(b []byte) bool {
 	return true
 }
 
+// plainSubmitRequest decodes the common submission, an object with a
+// plain string "payload" and optionally a plain string "task_id" (printable
+// ASCII without escapes), without a decoder; ok is false for anything else
+// (other keys, other values, duplicates, anything after the object), which
+// encoding/json then decodes or refuses as before. The payload aliases raw.
+func plainSubmitRequest(raw []byte) (req api.SubmitRequest, ok bool) {
+	b := skipSpace(raw)
+	if len(b) == 0 || b[0] != '{' {
+		return req, false
+	}
+	for b = skipSpace(b[1:]); ; {
+		key, rest, ok := plainString(b)
+		if !ok {
+			return req, false
+		}
+		rest = skipSpace(rest)
+		if len(rest) == 0 || rest[0] != ':' {
+			return req, false
+		}
+		val, after, ok := plainString(skipSpace(rest[1:]))
+		switch {
+		case !ok:
+			return req, false
+		case string(key) == "payload" && req.Payload == nil:
+			valStart := len(raw) - len(after) - len(val) - 2
+			req.Payload = raw[valStart : valStart+len(val)+2 : valStart+len(val)+2]
+		case string(key) == "task_id" && req.TaskID == "":
+			req.TaskID = string(val)
+		default:
+			return req, false
+		}
+		b = skipSpace(after)
+		if len(b) > 0 && b[0] == ',' {
+			b = skipSpace(b[1:])
+			continue
+		}
+		if len(b) == 0 || b[0] != '}' || len(skipSpace(b[1:])) != 0 || req.Payload == nil {
+			return req, false
+		}
+		return req, true
+	}
+}
+
+// plainString reads a JSON string at the start of b whose inside is
+// plainJSON, returning the inside and what follows.
+func plainString(b []byte) (inside, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	end := bytes.IndexByte(b[1:], '"')
+	if end < 0 || !plainJSON(b[1:1+end]) {
+		return nil, nil, false
+	}
+	return b[1 : 1+end], b[2+end:], true
+}
+
+func skipSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
+
 // isRuntimeError says whether a calc error depends on evaluation (division
 // by zero, overflow), which is the slave's to report, not a malformed task.
 func isRuntimeError(err error) bool {
@@ -205,9 +268,11 @@ type submitted struct {
 // submit runs POST /submit-task for either HTTP path: body is the request
 // body, async the raw ?async value, key the hash key.
 func (s *Server) submit(ctx context.Context, raw []byte, asyncParam, key string) (submitted, error) {
-	var body api.SubmitRequest
-	if err := httpserve.DecodeJSON(raw, &body); err != nil {
-		return submitted{}, err
+	body, ok := plainSubmitRequest(raw)
+	if !ok {
+		if err := httpserve.DecodeJSON(raw, &body); err != nil {
+			return submitted{}, err
+		}
 	}
 	async, err := parseBoolQuery("async", asyncParam)
 	if err != nil {
