@@ -346,7 +346,7 @@ func (f *front) serveOne(c *fastConn, br *bufio.Reader, bw *bufio.Writer, req Fa
 func (f *front) observe(req *FastRequest, code int, start time.Time) {
 	if m := f.lane.Metrics; m != nil {
 		m.fast.Inc()
-		m.duration.WithLabelValues(req.Path, req.Method, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		m.duration.WithLabelValues(req.Path, req.Method, codeLabel(code)).Observe(time.Since(start).Seconds())
 	}
 	lvl := slog.LevelDebug
 	if code >= 500 {

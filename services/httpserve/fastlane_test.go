@@ -298,3 +298,35 @@ func TestFastLaneShutdown(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// TestRequestIDThroughDerivedContexts: the id survives contexts derived
+// from the one that carries it, and cancellation still reaches through.
+func TestRequestIDThroughDerivedContexts(t *testing.T) {
+	parent, cancelParent := context.WithCancel(context.Background())
+	withID := WithRequestID(parent, "abc")
+	timed, cancel := context.WithTimeout(withID, time.Minute)
+	defer cancel()
+	type other struct{}
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"direct", withID, "abc"},
+		{"derived", timed, "abc"},
+		{"value on top", context.WithValue(timed, other{}, 1), "abc"},
+		{"replaced", WithRequestID(timed, "def"), "def"},
+		{"none", parent, ""},
+	}
+	for _, tc := range tests {
+		if got := RequestID(tc.ctx); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	cancelParent()
+	select {
+	case <-timed.Done():
+	case <-time.After(time.Second):
+		t.Fatal("cancelling the parent did not reach a context derived through the request id")
+	}
+}

@@ -32,13 +32,47 @@ type ctxKey struct{}
 
 // RequestID returns the request id carried by ctx, or "".
 func RequestID(ctx context.Context) string {
+	if c, ok := ctx.(*requestIDCtx); ok {
+		return c.id
+	}
 	id, _ := ctx.Value(ctxKey{}).(string)
 	return id
 }
 
 // WithRequestID returns ctx carrying id.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return &requestIDCtx{ctx, id}
+}
+
+// requestIDCtx is context.WithValue(ctx, ctxKey{}, id) in one allocation
+// instead of two (the value is boxed only when asked for through Value):
+// every task makes two of them.
+type requestIDCtx struct {
+	context.Context
+	id string
+}
+
+func (c *requestIDCtx) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c.id
+	}
+	return c.Context.Value(key)
+}
+
+// statusText holds the decimal form of the HTTP status codes, for metric
+// labels without an allocation per request.
+var statusText = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func codeLabel(code int) string {
+	if code >= 0 && code < len(statusText) {
+		return statusText[code]
+	}
+	return strconv.Itoa(code)
 }
 
 // NewRequestID returns a random 16-hex-digit id.
@@ -161,7 +195,7 @@ func New(logger *slog.Logger, m *Metrics) *echo.Echo {
 					if route == "" {
 						route = "unmatched"
 					}
-					m.duration.WithLabelValues(route, req.Method, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+					m.duration.WithLabelValues(route, req.Method, codeLabel(code)).Observe(time.Since(start).Seconds())
 				}
 				lvl := slog.LevelDebug
 				if code >= 500 {
