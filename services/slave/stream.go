@@ -149,15 +149,16 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 		groups sync.WaitGroup
 	)
 	defer groups.Wait()
+	rr := &taskstream.RequestReader{R: r, MaxLen: maxStreamExpr}
 	for {
-		first, err := taskstream.ReadRequest(r, maxStreamExpr)
+		first, err := rr.Read()
 		if err != nil {
 			return stopping(err)
 		}
 		group := []taskstream.Request{first}
 		var stop error // after this group: a frame cut by the stop, or a bad one
 		for len(group) < maxStreamGroup && r.Buffered() > 0 {
-			req, err := taskstream.ReadRequest(r, maxStreamExpr)
+			req, err := rr.Read()
 			if err != nil {
 				stop = stopping(err)
 				break

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 
@@ -40,9 +41,15 @@ type streams struct {
 type stream struct {
 	rwc io.ReadWriteCloser
 
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]slot
+	mu   sync.Mutex
+	next uint64
+	// pending holds the calls in flight by their first id, ascending: a
+	// call's expressions have consecutive ids, so an answer finds its call
+	// by binary search, one entry per call rather than per expression
+	// (a batch call carries thousands). Finished calls leave from the
+	// front; the list is compacted when most of it is finished.
+	pending []inflight
+	live    int   // calls in pending still waiting for answers
 	err     error // set once the stream broke; it takes no new calls
 	out     []byte
 	writing bool // the writer has been kicked and not finished
@@ -50,9 +57,40 @@ type stream struct {
 	kick    chan struct{}
 }
 
-type slot struct {
-	c *call
-	i int
+// inflight is a call in pending; c is nil once the call was forgotten.
+type inflight struct {
+	base uint64
+	c    *call
+}
+
+// find returns the index in pending of the call id belongs to, or -1.
+func (st *stream) find(id uint64) int {
+	i := sort.Search(len(st.pending), func(i int) bool { return st.pending[i].base > id }) - 1
+	if i < 0 || st.pending[i].c == nil || id-st.pending[i].base >= uint64(len(st.pending[i].c.items)) {
+		return -1
+	}
+	return i
+}
+
+// retire notes that the call at pending[i] needs no more answers.
+func (st *stream) retire(i int) {
+	st.pending[i].c = nil
+	st.live--
+	n := 0
+	for n < len(st.pending) && st.pending[n].c == nil {
+		n++
+	}
+	st.pending = st.pending[n:]
+	if len(st.pending) > 64 && len(st.pending) > 4*st.live {
+		kept := st.pending[:0]
+		for _, f := range st.pending {
+			if f.c != nil {
+				kept = append(kept, f)
+			}
+		}
+		clear(st.pending[len(kept):])
+		st.pending = kept
+	}
 }
 
 // call is one group of expressions sent on a stream.
@@ -103,10 +141,10 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 		}
 		return cl.items, nil
 	case <-timer.C:
-		st.forget(base, len(exprs))
+		st.forget(base)
 		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTimeout, Err: fmt.Errorf("no answer on the task stream within %s", c.cfg.TaskTimeout)})
 	case <-ctx.Done():
-		st.forget(base, len(exprs))
+		st.forget(base)
 		return nil, fmt.Errorf("slave %s %s: %w", name(tg), op, ctx.Err())
 	}
 }
@@ -227,7 +265,7 @@ func (c *Client) dialStream(ctx context.Context, op string, tg dispatch.Target) 
 		res.Body.Close()
 		return nil, errNoStream
 	}
-	st := &stream{rwc: rwc, pending: map[uint64]slot{}, kick: make(chan struct{}, 1)}
+	st := &stream{rwc: rwc, kick: make(chan struct{}, 1)}
 	go func() {
 		st.readLoop(bufio.NewReaderSize(rwc, 64<<10))
 		c.forget(tg.URL, st) // broken: the next call opens a new one
@@ -250,8 +288,9 @@ func (st *stream) send(cl *call, exprs []string, reqID string, maxBacklog int) (
 	}
 	base := st.next
 	st.next += uint64(len(exprs))
+	st.pending = append(st.pending, inflight{base, cl})
+	st.live++
 	for i, e := range exprs {
-		st.pending[base+uint64(i)] = slot{cl, i}
 		st.out = taskstream.AppendRequest(st.out, base+uint64(i), e, reqID)
 	}
 	if !st.writing {
@@ -291,12 +330,12 @@ func (st *stream) writeLoop() {
 	}
 }
 
-// forget drops the ids of a call that stopped waiting: a late answer for
-// them is ignored.
-func (st *stream) forget(base uint64, n int) {
+// forget drops the call whose ids start at base (it stopped waiting): a
+// late answer for them is ignored.
+func (st *stream) forget(base uint64) {
 	st.mu.Lock()
-	for i := range uint64(n) {
-		delete(st.pending, base+i)
+	if i := st.find(base); i >= 0 && st.pending[i].base == base {
+		st.retire(i)
 	}
 	st.mu.Unlock()
 }
@@ -312,22 +351,34 @@ func (st *stream) readLoop(r *bufio.Reader) {
 			st.close(err)
 			return
 		}
-		st.mu.Lock()
-		sl, ok := st.pending[a.ID]
-		if ok {
-			delete(st.pending, a.ID)
-			it := &sl.c.items[sl.i]
-			if a.Error != "" {
-				it.Error = a.Error
-			} else {
-				sl.c.vals[sl.i] = a.Result
-				it.Result = &sl.c.vals[sl.i]
-			}
-			if sl.c.left--; sl.c.left == 0 {
-				close(sl.c.done)
-			}
-		}
-		st.mu.Unlock()
+		st.answer(a)
+	}
+}
+
+// answer hands an answer to its call; an answer to an id not in flight
+// (its call timed out and was forgotten, or it was answered) changes
+// nothing.
+func (st *stream) answer(a taskstream.Answer) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	i := st.find(a.ID)
+	if i < 0 {
+		return
+	}
+	c, k := st.pending[i].c, int(a.ID-st.pending[i].base)
+	it := &c.items[k]
+	if it.Error != "" || it.Result != nil {
+		return
+	}
+	if a.Error != "" {
+		it.Error = a.Error
+	} else {
+		c.vals[k] = a.Result
+		it.Result = &c.vals[k]
+	}
+	if c.left--; c.left == 0 {
+		close(c.done)
+		st.retire(i)
 	}
 }
 
@@ -348,11 +399,11 @@ func (st *stream) failLocked(err error) {
 	case st.kick <- struct{}{}: // the writer sees err and stops
 	default:
 	}
-	for id, sl := range st.pending {
-		delete(st.pending, id)
-		if sl.c.err == nil && sl.c.left > 0 {
-			sl.c.err, sl.c.left = err, 0
-			close(sl.c.done)
+	for _, f := range st.pending {
+		if f.c != nil && f.c.err == nil && f.c.left > 0 {
+			f.c.err, f.c.left = err, 0
+			close(f.c.done)
 		}
 	}
+	st.pending, st.live = nil, 0
 }

@@ -291,7 +291,7 @@ func TestBrokenStreamsAreTheSlavesFault(t *testing.T) {
 func TestAStreamTheSlaveDoesNotReadIsBounded(t *testing.T) {
 	near, far := net.Pipe() // nobody reads far: the writer blocks
 	defer far.Close()
-	st := &stream{rwc: near, pending: map[uint64]slot{}, kick: make(chan struct{}, 1)}
+	st := &stream{rwc: near, kick: make(chan struct{}, 1)}
 	go st.writeLoop()
 	defer st.close(errors.New("test over"))
 	const bound = 64 << 10
@@ -414,4 +414,65 @@ func serveSlave(t *testing.T, ln net.Listener) (stop func() error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// TestStreamMatchesAnswersToCalls: answers in any order reach their own
+// call and expression; an answer to a forgotten call, a repeated answer and
+// an id never sent change nothing; finished calls leave the pending list
+// even while an older call still waits.
+func TestStreamMatchesAnswersToCalls(t *testing.T) {
+	st := &stream{kick: make(chan struct{}, 1)}
+	newCall := func(n int) *call {
+		return &call{items: make([]api.BatchItem, n), vals: make([]float64, n), left: n, done: make(chan struct{})}
+	}
+	send := func(c *call) uint64 {
+		exprs := make([]string, len(c.items))
+		for i := range exprs {
+			exprs[i] = "1"
+		}
+		base, err := st.send(c, exprs, "", 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base
+	}
+	slow, batch, lost := newCall(1), newCall(3), newCall(2)
+	slowBase, batchBase, lostBase := send(slow), send(batch), send(lost)
+	st.forget(lostBase)
+	for _, a := range []taskstream.Answer{
+		{ID: batchBase + 2, Result: 30},
+		{ID: lostBase, Result: 99},       // forgotten: ignored
+		{ID: batchBase, Error: "bad"},    // an error in place
+		{ID: batchBase + 2, Result: -1},  // repeated: ignored
+		{ID: lostBase + 100, Result: -2}, // never sent: ignored
+		{ID: batchBase + 1, Result: 20},
+	} {
+		st.answer(a)
+	}
+	select {
+	case <-batch.done:
+	default:
+		t.Fatal("the batch call did not finish with all its answers in")
+	}
+	if batch.items[0].Error != "bad" || *batch.items[1].Result != 20 || *batch.items[2].Result != 30 {
+		t.Fatalf("batch answers in the wrong places: %+v %v %v", batch.items[0], batch.items[1].Result, batch.items[2].Result)
+	}
+	if lost.items[0].Result != nil || lost.left != 2 {
+		t.Fatal("a forgotten call took an answer")
+	}
+	// Many calls come and go while the slow one waits: the list stays short.
+	for range 1000 {
+		c := newCall(1)
+		st.answer(taskstream.Answer{ID: send(c), Result: 1})
+	}
+	st.mu.Lock()
+	n, live := len(st.pending), st.live
+	st.mu.Unlock()
+	if live != 1 || n > 100 {
+		t.Fatalf("%d calls pending (%d live) after 1000 finished behind a slow one", n, live)
+	}
+	st.answer(taskstream.Answer{ID: slowBase, Result: 7})
+	if *slow.items[0].Result != 7 || len(st.pending) != 0 {
+		t.Fatalf("slow call: %v, %d pending", slow.items[0].Result, len(st.pending))
+	}
 }

@@ -98,6 +98,21 @@ type Request struct {
 // ReadRequest reads one request frame; expressions longer than maxLen are a
 // protocol error. At the end of the stream it returns io.EOF.
 func ReadRequest(r *bufio.Reader, maxLen int) (Request, error) {
+	return (&RequestReader{R: r, MaxLen: maxLen}).Read()
+}
+
+// RequestReader reads request frames from R, like ReadRequest, and hands
+// out one string for a request id repeated from frame to frame (the
+// expressions of one task or one batch share it) instead of a copy each.
+type RequestReader struct {
+	R      *bufio.Reader
+	MaxLen int
+	lastID string
+}
+
+// Read reads the next request frame.
+func (rr *RequestReader) Read() (Request, error) {
+	r := rr.R
 	id, err := binary.ReadUvarint(r)
 	if err != nil {
 		return Request{}, eof(err)
@@ -106,11 +121,11 @@ func ReadRequest(r *bufio.Reader, maxLen int) (Request, error) {
 	if err != nil {
 		return Request{}, truncated(err)
 	}
-	if n > uint64(maxLen) {
-		return Request{}, fmt.Errorf("%w: expression of %d bytes, limit is %d", ErrProtocol, n, maxLen)
+	if n > uint64(rr.MaxLen) {
+		return Request{}, fmt.Errorf("%w: expression of %d bytes, limit is %d", ErrProtocol, n, rr.MaxLen)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	req := Request{ID: id}
+	if req.Expr, err = readString(r, int(n)); err != nil {
 		return Request{}, truncated(err)
 	}
 	m, err := binary.ReadUvarint(r)
@@ -120,15 +135,37 @@ func ReadRequest(r *bufio.Reader, maxLen int) (Request, error) {
 	if m > MaxRequestID {
 		return Request{}, fmt.Errorf("%w: request id of %d bytes, limit is %d", ErrProtocol, m, MaxRequestID)
 	}
-	req := Request{ID: id, Expr: string(b)}
 	if m > 0 {
-		rid := make([]byte, m)
-		if _, err := io.ReadFull(r, rid); err != nil {
+		b, err := r.Peek(int(m)) // MaxRequestID is far below any buffer size
+		if err != nil {
 			return Request{}, truncated(err)
 		}
-		req.RequestID = string(rid)
+		if string(b) != rr.lastID {
+			rr.lastID = string(b)
+		}
+		req.RequestID = rr.lastID
+		_, _ = r.Discard(int(m))
 	}
 	return req, nil
+}
+
+// readString reads n bytes as a string: one allocation when they fit the
+// buffer.
+func readString(r *bufio.Reader, n int) (string, error) {
+	if n <= r.Size() {
+		b, err := r.Peek(n)
+		if err != nil {
+			return "", err
+		}
+		s := string(b)
+		_, _ = r.Discard(n)
+		return s, nil
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }
 
 // Answer is a decoded answer frame: a result, or an evaluation error.

@@ -117,3 +117,34 @@ func FuzzReadAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestRequestReaderSharesRepeatedRequestIDs: the frames of one batch carry
+// one request id; the reader gives each the same value with one allocation
+// per frame (its expression), and a new id is read as such.
+func TestRequestReaderSharesRepeatedRequestIDs(t *testing.T) {
+	var buf []byte
+	ids := []string{"batch-1", "batch-1", "batch-1", "", "task-2", "batch-1"}
+	for i, id := range ids {
+		buf = AppendRequest(buf, uint64(i), "1 + 2", id)
+	}
+	rr := &RequestReader{R: bufio.NewReader(bytes.NewReader(buf)), MaxLen: 16}
+	for i, want := range ids {
+		req, err := rr.Read()
+		if err != nil || req.ID != uint64(i) || req.Expr != "1 + 2" || req.RequestID != want {
+			t.Fatalf("frame %d: %+v, %v; want request id %q", i, req, err, want)
+		}
+	}
+	one := AppendRequest(nil, 7, "12345 * (2 + 3) - 7 / 2", "0123456789abcdef")
+	src := bytes.NewReader(nil)
+	rr = &RequestReader{R: bufio.NewReader(src), MaxLen: 64}
+	allocs := testing.AllocsPerRun(100, func() {
+		src.Reset(one)
+		rr.R.Reset(src)
+		if _, err := rr.Read(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("%.1f allocations per frame with a repeated request id, want 1 (the expression)", allocs)
+	}
+}
