@@ -72,6 +72,15 @@ func (bp *bytePool) put(b *[]byte) { bp.p.Put(b) }
 // pixBufs holds tiles' RGBA pixels, outBufs their encoded replies.
 var pixBufs, outBufs bytePool
 
+// renderWorkers is how many goroutines a render that holds a slot uses:
+// the slave's cores shared among the slots taken. A lone render uses every
+// core; with every slot taken (capacity is NumCPU by default) each render
+// runs on one, instead of GOMAXPROCS goroutines per render all competing
+// for the same cores.
+func (s *Slave) renderWorkers() int {
+	return max(1, runtime.GOMAXPROCS(0)/max(1, len(s.sem)))
+}
+
 // renderTile validates and renders one tile in an evaluation slot into a
 // pooled buffer; the caller calls done when it no longer needs the pixels.
 func (s *Slave) renderTile(c *echo.Context) (t mandel.Tile, pix []byte, took time.Duration, done func(), err error) {
@@ -90,7 +99,7 @@ func (s *Slave) renderTile(c *echo.Context) (t mandel.Tile, pix []byte, took tim
 	start := time.Now()
 	pb := pixBufs.get(4 * t.Width * t.Height)
 	pix, done = *pb, func() { pixBufs.put(pb) }
-	err = mandel.RenderInto(c.Request().Context(), rgba(pix, t.Width, t.Height), image.Point{}, t, runtime.GOMAXPROCS(0))
+	err = mandel.RenderInto(c.Request().Context(), rgba(pix, t.Width, t.Height), image.Point{}, t, s.renderWorkers())
 	if err != nil {
 		done()
 		if ctxErr := c.Request().Context().Err(); ctxErr != nil { // caller gone or gave up
