@@ -100,13 +100,35 @@ type call struct {
 	left  int
 	err   error
 	done  chan struct{}
+	// items and vals of a one-expression call (every task), without
+	// allocations of their own
+	one    [1]api.BatchItem
+	oneVal [1]float64
 }
+
+func newCall(n int) *call {
+	cl := &call{left: n, done: make(chan struct{})}
+	if n == 1 {
+		cl.items, cl.vals = cl.one[:], cl.oneVal[:]
+	} else {
+		cl.items, cl.vals = make([]api.BatchItem, n), make([]float64, n)
+	}
+	return cl
+}
+
+// timers are the per-try timers of stream calls, reused: since Go 1.23 a
+// stopped timer delivers nothing stale after Reset.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
 
 // computeStream evaluates exprs on tg's task stream. It returns errNoStream
 // when the slave has none (the caller uses HTTP); other errors are marked
 // for the dispatcher as the HTTP calls' are.
 func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Target, exprs []string, reqID string) ([]api.BatchItem, error) {
-	cl := &call{items: make([]api.BatchItem, len(exprs)), vals: make([]float64, len(exprs)), left: len(exprs), done: make(chan struct{})}
+	cl := newCall(len(exprs))
 	var (
 		st   *stream
 		base uint64
@@ -127,8 +149,12 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 			return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
 		}
 	}
-	timer := time.NewTimer(c.cfg.TaskTimeout)
-	defer timer.Stop()
+	timer := timers.Get().(*time.Timer)
+	timer.Reset(c.cfg.TaskTimeout)
+	defer func() {
+		timer.Stop()
+		timers.Put(timer)
+	}()
 	select {
 	case <-cl.done:
 		if cl.err != nil {

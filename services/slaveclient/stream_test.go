@@ -299,7 +299,7 @@ func TestAStreamTheSlaveDoesNotReadIsBounded(t *testing.T) {
 	var err error
 	sent := 0
 	for ; err == nil && sent < 1000; sent++ {
-		cl := &call{items: make([]api.BatchItem, 1), vals: make([]float64, 1), left: 1, done: make(chan struct{})}
+		cl := newCall(1)
 		_, err = st.send(cl, []string{expr}, "", bound)
 	}
 	if err == nil || !strings.Contains(err.Error(), "has not read") {
@@ -422,9 +422,6 @@ func serveSlave(t *testing.T, ln net.Listener) (stop func() error) {
 // even while an older call still waits.
 func TestStreamMatchesAnswersToCalls(t *testing.T) {
 	st := &stream{kick: make(chan struct{}, 1)}
-	newCall := func(n int) *call {
-		return &call{items: make([]api.BatchItem, n), vals: make([]float64, n), left: n, done: make(chan struct{})}
-	}
 	send := func(c *call) uint64 {
 		exprs := make([]string, len(c.items))
 		for i := range exprs {
