@@ -293,10 +293,11 @@ func (r *Runner) run(t api.Task, req taskstore.Request) {
 		o := r.group.submit(&pending{id: t.ID, expr: req.Expression, reqID: req.RequestID, deadline: deadline})
 		result, slave, err = o.result, o.slave, o.err
 	} else {
-		creq := api.ComputeRequest{ID: t.ID, Expression: req.Expression, Operation: req.Operation}
+		id := t.ID // the closure captures the id, not the whole task
+		creq := api.ComputeRequest{ID: id, Expression: req.Expression, Operation: req.Operation}
 		var tg dispatch.Target
 		tg, _, err = r.pool.Do(ctx, req.HashKey, func(ctx context.Context, tg dispatch.Target, _ int) error {
-			r.assigned(t.ID, tg.ID)
+			r.assigned(id, tg.ID)
 			resp, err := r.slaves.Compute(ctx, tg, creq, req.RequestID)
 			switch {
 			case err != nil:
@@ -308,7 +309,7 @@ func (r *Runner) run(t api.Task, req taskstore.Request) {
 				result = *resp.Result
 				return nil
 			}
-			r.requeued(t.ID)
+			r.requeued(id)
 			return err
 		})
 		slave = tg.ID
@@ -346,10 +347,11 @@ func (r *Runner) finish(ctx context.Context, id, slave string, result float64, e
 
 // Classify returns the failure reason and message of a task's final error.
 func Classify(err error, deadline time.Duration) (reason, msg string) {
+	if err == nil {
+		return "", "" // before ee: its address escapes, so it costs an allocation
+	}
 	var ee evalError
 	switch {
-	case err == nil:
-		return "", ""
 	case errors.As(err, &ee):
 		return api.ReasonEvaluation, ee.Error()
 	case errors.Is(err, errInvalid):
