@@ -2,7 +2,6 @@ package mandel
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"image"
 	"runtime"
@@ -56,10 +55,7 @@ func renderInto(ctx context.Context, dst *image.RGBA, at image.Point, t Tile, pa
 	return parallelRows(ctx, t.Height, workers, t.Width, func(py int, buf []float32) {
 		iterRow(buf, &t, py)
 		off := dst.PixOffset(at.X, at.Y+py)
-		row := dst.Pix[off : off+4*t.Width : off+4*t.Width]
-		for px, nu := range buf {
-			binary.LittleEndian.PutUint32(row[4*px:], pal.color(nu))
-		}
+		pal.colorRow(dst.Pix[off:off+4*t.Width], buf)
 	})
 }
 
@@ -92,9 +88,7 @@ func Colorize(iters []float32, width, height int, colormap string) (*image.RGBA,
 		return nil, invalid("iters", "have %d values, want width*height = %d*%d", len(iters), width, height)
 	}
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	for i, nu := range iters {
-		binary.LittleEndian.PutUint32(img.Pix[4*i:], pal.color(nu))
-	}
+	pal.colorRow(img.Pix, iters)
 	return img, nil
 }
 
