@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/calclab/calclab/services/api"
 )
 
@@ -417,7 +419,8 @@ func (f *front) readHead(br *bufio.Reader) (req FastRequest, h FastHandler, head
 		l := hl[:i-1]
 		hl = hl[i+1:]
 		c := bytes.IndexByte(l, ':')
-		if c <= 0 || !token(l[:c]) || !fieldValue(l[c+1:]) {
+		// net/http's own checks of names and values.
+		if c <= 0 || !httpguts.ValidHeaderFieldName(string(l[:c])) || !httpguts.ValidHeaderFieldValue(string(l[c+1:])) {
 			return req, nil, headLen, 0, false, false
 		}
 		name, value := l[:c], bytes.Trim(l[c+1:], " \t")
@@ -429,6 +432,9 @@ func (f *front) readHead(br *bufio.Reader) (req FastRequest, h FastHandler, head
 			}
 			length = v
 		case asciiEqualFold(name, "Host"):
+			if !httpguts.ValidHostHeader(string(value)) {
+				return req, nil, headLen, 0, false, false
+			}
 			hosts++
 		case asciiEqualFold(name, "Connection"):
 			switch {
@@ -478,24 +484,6 @@ func headEnd(buf []byte) (end int, complete, plain bool) {
 		}
 		i = j + 1
 	}
-}
-
-func token(b []byte) bool {
-	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func fieldValue(b []byte) bool {
-	for _, c := range b {
-		if (c < ' ' && c != '\t') || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // asciiEqualFold says whether b equals s, ignoring the case of ASCII

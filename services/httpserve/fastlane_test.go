@@ -149,6 +149,8 @@ func TestFastLaneServesOnlyPlainRequests(t *testing.T) {
 		{"Connection: upgrade", post("/echo", "u", "Connection: Upgrade", "Upgrade: websocket"), "net/http", 200, "u"},
 		{"no Host", "POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", "net/http", 400, ""},
 		{"two Content-Lengths", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy", "net/http", 400, ""},
+		{"bad Host", "POST /echo HTTP/1.1\r\nHost: a b\r\nContent-Length: 1\r\n\r\nx", "net/http", 400, ""},
+		{"control byte in a value", "POST /echo HTTP/1.1\r\nHost: t\r\nX-Test: a\x01b\r\nContent-Length: 1\r\n\r\nx", "net/http", 400, ""},
 		{"bad header name", "POST /echo HTTP/1.1\r\nHost: t\r\nBad Name: 1\r\nContent-Length: 1\r\n\r\nx", "net/http", 400, ""},
 		{"body over MaxBody", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", "net/http", 413, ""},
 		{"empty body", post("/echo", ""), "net/http", 200, ""},
