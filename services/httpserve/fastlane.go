@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -461,7 +462,13 @@ func (f *front) readHead(br *bufio.Reader) (req FastRequest, h FastHandler, head
 	}
 	req.Method, req.Path = route.method, route.path
 	if len(query) > 0 {
-		req.Query = string(query)
+		// net/http's parse of the target, with its refusals (control
+		// bytes); the path is a route's, so only a query needs it.
+		u, err := url.ParseRequestURI(string(target))
+		if err != nil || u.Path != route.path {
+			return req, nil, headLen, 0, false, false
+		}
+		req.Query = u.RawQuery
 	}
 	return req, route.h, headLen, int(length), closeAfter, true
 }

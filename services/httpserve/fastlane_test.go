@@ -2,6 +2,7 @@ package httpserve
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -331,4 +332,46 @@ func TestRequestIDThroughDerivedContexts(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("cancelling the parent did not reach a context derived through the request id")
 	}
+}
+
+// FuzzFastLaneHeadAgreesWithNetHTTP: whatever head the fast lane takes as
+// its own, net/http's request parser takes too, with the same method,
+// path, query, body length and request id: the lane serves nothing
+// net/http would refuse or read differently.
+func FuzzFastLaneHeadAgreesWithNetHTTP(f *testing.F) {
+	for _, s := range []string{
+		post("/echo", "1+2"), post("/echo?async=true", "x", "X-Request-Id: abc", "Connection: close"),
+		"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\nhi",
+		"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+		"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\n\r\nx",
+		"POST /echo HTTP/1.1\r\nHost: t\r\n Content-Length: 1\r\n\r\nx",
+		"POST /echo HTTP/1.1\r\nHost: t\r\nX: a\r\n folded\r\nContent-Length: 1\r\n\r\nx",
+	} {
+		f.Add([]byte(s))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // newFront takes its address only
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer ln.Close()
+	fr := newFront(ln, &FastLane{Routes: map[string]FastHandler{"POST /echo": func(context.Context, *FastRequest, *FastResponse) {}}, MaxBody: 1 << 10}, quiet)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		req, _, headLen, bodyLen, _, ok := fr.readHead(bufio.NewReaderSize(bytes.NewReader(raw), fastBuffer))
+		if !ok {
+			return
+		}
+		hr, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw[:headLen])))
+		if err != nil {
+			t.Fatalf("the fast lane took a head net/http refuses (%v): %q", err, raw[:headLen])
+		}
+		switch {
+		case hr.Method != req.Method, hr.URL.Path != req.Path, hr.URL.RawQuery != req.Query:
+			t.Fatalf("request line: net/http %s %s ? %s, fast lane %s %s ? %s", hr.Method, hr.URL.Path, hr.URL.RawQuery, req.Method, req.Path, req.Query)
+		case hr.ContentLength != int64(bodyLen), len(hr.TransferEncoding) > 0:
+			t.Fatalf("body: net/http %d bytes (%v), fast lane %d", hr.ContentLength, hr.TransferEncoding, bodyLen)
+		case hr.Header.Get("X-Request-Id") != "" && len(hr.Header.Get("X-Request-Id")) <= 64 && hr.Header.Get("X-Request-Id") != req.RequestID:
+			t.Fatalf("request id: net/http %q, fast lane %q", hr.Header.Get("X-Request-Id"), req.RequestID)
+		}
+	})
 }
