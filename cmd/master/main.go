@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/calclab/calclab/internal/envflag"
@@ -34,9 +33,7 @@ func run(args []string) error {
 	// The task store keeps up to --max-tasks tasks on the heap, which the
 	// collector scans on every cycle: collect less often than Go's default
 	// (GOGC=100) unless the operator chose. Memory stays small (tens of MB).
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	envflag.DefaultGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return master.Run(ctx, cfg)

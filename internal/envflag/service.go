@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/calclab/calclab/services/httpserve"
 )
@@ -105,4 +106,14 @@ func (s *Service) Start() (*slog.Logger, error) {
 	}
 	ServePprof(*s.pprof, logger)
 	return logger, nil
+}
+
+// DefaultGCPercent sets the collector's target to percent unless the
+// operator chose one with GOGC. Both services allocate at a high rate
+// around a small live heap, which Go's default (100) collects, and returns
+// to the OS, far more often than it needs to.
+func DefaultGCPercent(percent int) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
+	}
 }
