@@ -251,7 +251,11 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			_ = c.NoContent(code)
 			return
 		}
-		_ = c.JSON(code, body)
+		// With its length: a 413 is flushed before the unread body is
+		// discarded (linger), and a chunked reply would end only then.
+		b, _ := jsonLine(body)
+		c.Response().Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_ = c.Blob(code, echo.MIMEApplicationJSON, b)
 	}
 }
 
