@@ -171,26 +171,33 @@ func prep{w}(cur *rowCursor) {{
     return "\n".join(out)
 
 
-# FLAT_STEP is one iteration of flat4/flat8's two vectors (and their |z|²),
-# FLAT_RECORD the recording of the lanes that passed radius 256 (now).
-FLAT_STEP = """		zia = zra.Add(zra).Mul(zia).Add(civ)
-		zib = zrb.Add(zrb).Mul(zib).Add(civ)
-		zra = zr2a.Sub(zi2a).Add(cra)
-		zrb = zr2b.Sub(zi2b).Add(crb)
-		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
-		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
-		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
-"""
-FLAT_RECORD = """		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
-		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
-"""
-
-
-def gen_flat(w):
+def gen_flat(w, G):
+    """flat{w} with G vectors of w lanes in flight (letters a, b, ...)."""
     t = f"Float64x{w}"
     m = f"Mask64x{w}"
-    out = [f"""// flat{w} is flatRow's kernel with {w}-lane vectors: it iterates the 2x{w}
-// consecutive pixels of the row from px on as two vectors, every lane to
+    gs = "abcdefgh"[:G]
+    n = G * w
+
+    def each(fmt, indent="\t"):
+        return "".join(indent + fmt.format(g=g, k=k) + "\n" for k, g in enumerate(gs))
+
+    step = (each("zi{g} = zr{g}.Add(zr{g}).Mul(zi{g}).Add(civ)", "\t\t")
+            + each("zr{g} = zr2{g}.Sub(zi2{g}).Add(cr{g})", "\t\t")
+            + each("zr2{g}, zi2{g} = zr{g}.Mul(zr{g}), zi{g}.Mul(zi{g})", "\t\t")
+            + each("r2{g} := zr2{g}.Add(zi2{g})", "\t\t"))
+    record = each("res{g}, rr{g} = j.Merge(res{g}, now{g}), r2{g}.Merge(rr{g}, now{g})", "\t\t")
+    running = ".Or(".join(f"res{g}.Less(zero)" for g in gs) + ")" * (G - 1)
+    running2 = ".Or(".join(f"res{g}.Less(zero).And(nesc{g}.Less(inf))" for g in gs) + ")" * (G - 1)
+    inbits = "|".join(f"uint64(in{g}.ToBits())" + (f"<<{k * w}" if k else "") for k, g in enumerate(gs))
+    if G > 1:
+        inbits = f"({inbits})"
+    crs = "".join(f"\tcr{g} := idx" + (f".Add(archsimd.Broadcast{t}({k * w}))" if k else "") + ".Mul(step).Add(x0)\n"
+                  for k, g in enumerate(gs))
+    return f"""// flatGroups{w} is how many {w}-lane vectors flat{w} runs side by side.
+const flatGroups{w} = {G}
+
+// flat{w} is flatRow's kernel with {w}-lane vectors: it iterates the {n}
+// consecutive pixels of the row from px on as {G} vectors, every lane to
 // the row's max_iter (which must be <= maxExtra) without refill and without
 // the periodicity check, an escaped lane on past radius 256 as escapeValue
 // does, and writes their smooth values to f.dst (lanes past its end are
@@ -208,52 +215,33 @@ func flat{w}(f *flatRow, px int) {{
 	step := archsimd.Broadcast{t}(f.step)
 	x0 := archsimd.Broadcast{t}(f.x0)
 	// pixel indices as floats (exact below 2^53, like coordRe's)
-	idxa := archsimd.Load{t}Slice(iota8[:]).Add(archsimd.Broadcast{t}(float64(f.ox + px)))
-	idxb := idxa.Add(archsimd.Broadcast{t}({w}))
-	cra, crb := idxa.Mul(step).Add(x0), idxb.Mul(step).Add(x0)
-	ina, inb := f.cheapInside{w}(cra), f.cheapInside{w}(crb)
-	valid := uint32(1)<<min(2*{w}, len(f.dst)-px) - 1
-	if (uint32(ina.ToBits())|uint32(inb.ToBits())<<{w})&valid == valid {{
-		for i := px; i < min(px+2*{w}, len(f.dst)); i++ {{
+	idx := archsimd.Load{t}Slice(iota8[:]).Add(archsimd.Broadcast{t}(float64(f.ox + px)))
+{crs}{each("in{g} := f.cheapInside" + str(w) + "(cr{g})")}	valid := uint64(1)<<min({n}, len(f.dst)-px) - 1
+	if {inbits}&valid == valid {{
+		for i := px; i < min(px+{n}, len(f.dst)); i++ {{
 			f.dst[i] = Inside
 		}}
 		return
 	}}
-	zra, zia, zr2a, zi2a := zero, zero, zero, zero
-	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
 	// nesc: the iteration at which |z|² first passed 4 (inf: not yet);
 	// res, rr: the iterations and |z|² at radius 256 (res < 0: not yet).
-	nesca, resa, rra := inf, archsimd.Broadcast{t}(-1), zero
-	nescb, resb, rrb := inf, resa, zero
-	j := zero
+{each("zr{g}, zi{g}, zr2{g}, zi2{g} := zero, zero, zero, zero")}{each("nesc{g}, res{g}, rr{g} := inf, archsimd.Broadcast" + t + "(-1), zero")}	j := zero
 	for range f.maxIter {{
 		j = j.Add(one)
-{FLAT_STEP}		nesca = nesca.Min(j.Merge(inf, r2a.Greater(four)))
-		nescb = nescb.Min(j.Merge(inf, r2b.Greater(four)))
-		// j - nesc < maxExtra here: max_iter <= maxExtra
-		nowa := r2a.Greater(big).And(resa.Less(zero))
-		nowb := r2b.Greater(big).And(resb.Less(zero))
-{FLAT_RECORD}		if resa.Less(zero).Or(resb.Less(zero)).ToBits() == 0 {{
+{step}{each("nesc{g} = nesc{g}.Min(j.Merge(inf, r2{g}.Greater(four)))", chr(9)*2)}		// j - nesc < maxExtra here: max_iter <= maxExtra
+{each("now{g} := r2{g}.Greater(big).And(res{g}.Less(zero))", chr(9)*2)}{record}		if {running}.ToBits() == 0 {{
 			break
 		}}
 	}}
 	// past max_iter: no new escapes; the escaped lanes go on to radius 256
 	extra := archsimd.Broadcast{t}(maxExtra)
-	for resa.Less(zero).And(nesca.Less(inf)).Or(resb.Less(zero).And(nescb.Less(inf))).ToBits() != 0 {{
+	for {running2}.ToBits() != 0 {{
 		j = j.Add(one)
-{FLAT_STEP}		nowa := r2a.Greater(big).Or(j.Sub(nesca).GreaterEqual(extra)).And(resa.Less(zero))
-		nowb := r2b.Greater(big).Or(j.Sub(nescb).GreaterEqual(extra)).And(resb.Less(zero))
-{FLAT_RECORD}	}}
-	outa := f.smooth{w}(resa, rra, ina.Or(nesca.Equal(inf)))
-	outb := f.smooth{w}(resb, rrb, inb.Or(nescb.Equal(inf)))
-	if px+2*{w} <= len(f.dst) {{
-		outa.StoreSlice(f.dst[px:])
-		outb.StoreSlice(f.dst[px+{w}:])
-		return
+{step}{each("now{g} := r2{g}.Greater(big).Or(j.Sub(nesc{g}).GreaterEqual(extra)).And(res{g}.Less(zero))", chr(9)*2)}{record}	}}
+{each("out{g} := f.smooth" + str(w) + "(res{g}, rr{g}, in{g}.Or(nesc{g}.Equal(inf)))")}	if px+{n} <= len(f.dst) {{
+{"".join(f"{chr(9)*2}out{g}.StoreSlice(f.dst[px" + (f"+{k * w}" if k else "") + ":])" + chr(10) for k, g in enumerate(gs))}		return
 	}}
-	outa.StoreSlice(f.out[:])
-	outb.StoreSlice(f.out[{w}:])
-	copy(f.dst[px:], f.out[:])
+{"".join(f"{chr(9)}out{g}.StoreSlice(f.out[" + (f"{k * w}" if k else "") + ":])" + chr(10) for k, g in enumerate(gs))}	copy(f.dst[px:], f.out[:])
 }}
 
 // cheapInside{w} is cheapInside of {w} lanes at imaginary part f.ci, the
@@ -278,9 +266,16 @@ func (f *flatRow) smooth{w}(n, r2 archsimd.{t}, inside archsimd.{m}) archsimd.Fl
 	nu = zero.Merge(nu, r2.Greater(archsimd.Broadcast{t}(math.MaxFloat64)))
 	return archsimd.Broadcast{t}(float64(Inside)).Merge(nu, inside).ConvertToFloat32()
 }}
-"""]
-    return "\n".join(out)
+"""
 
+# Vectors in flight in flat8 and flat4 (arguments 1 and 2 override them,
+# for experiments). Seed view, one worker, AVX-512: flat8 with 1 vector
+# 3.87-4.02 ms, 2 vectors 4.0-4.2 ms, 3 5.0-6.0 ms, 4 5.8-7.0 ms; flat4
+# (run on the same CPU) 4.3-4.8 ms with 1, 4.6-5.3 ms with 2. Consecutive
+# pixels in one vector wait for the slowest of them: more lanes, more of
+# that waste than the latency they hide.
+FLAT_GROUPS8 = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+FLAT_GROUPS4 = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 
 HEADER = f"""// Code generated by gen_kernel.py; DO NOT EDIT.
 
@@ -300,4 +295,4 @@ const groups = {len(GROUPS)}
 """
 
 HEADER += "var iota8 = [8]float64{0, 1, 2, 3, 4, 5, 6, 7}\n\n"
-sys.stdout.write(HEADER + gen(8) + "\n" + gen(4) + "\n" + gen_flat(8) + "\n" + gen_flat(4))
+sys.stdout.write(HEADER + gen(8) + "\n" + gen(4) + "\n" + gen_flat(8, FLAT_GROUPS8) + "\n" + gen_flat(4, FLAT_GROUPS4))

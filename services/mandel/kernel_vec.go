@@ -264,7 +264,7 @@ type flatRow struct {
 	x0, step, ci float64
 	ox, maxIter  int
 	fb           finBatch // vlog2's scratch
-	out          [2 * maxLanes]float32
+	out          [flatGroups8 * maxLanes]float32
 }
 
 // flatRowKernel is the kernel for low max_iter (the seed's view has 30):
@@ -274,12 +274,14 @@ type flatRow struct {
 // iterations a lane idles for here while the others in its vector finish.
 func flatRowKernel(dst []float32, t *Tile, py, lanes int) {
 	f := flatRow{dst: dst, x0: t.X0, step: t.Step, ci: coordIm(t.Y0, t.Step, t.OY+py), ox: t.OX, maxIter: t.MaxIter}
-	for px := 0; px < len(dst); px += 2 * lanes {
-		if lanes == 8 {
+	if lanes == 8 {
+		for px := 0; px < len(dst); px += flatGroups8 * 8 {
 			flat8(&f, px)
-		} else {
-			flat4(&f, px)
 		}
+		return
+	}
+	for px := 0; px < len(dst); px += flatGroups4 * 4 {
+		flat4(&f, px)
 	}
 }
 

@@ -361,8 +361,11 @@ func prep4(cur *rowCursor) {
 	}
 }
 
-// flat8 is flatRow's kernel with 8-lane vectors: it iterates the 2x8
-// consecutive pixels of the row from px on as two vectors, every lane to
+// flatGroups8 is how many 8-lane vectors flat8 runs side by side.
+const flatGroups8 = 1
+
+// flat8 is flatRow's kernel with 8-lane vectors: it iterates the 8
+// consecutive pixels of the row from px on as 1 vectors, every lane to
 // the row's max_iter (which must be <= maxExtra) without refill and without
 // the periodicity check, an escaped lane on past radius 256 as escapeValue
 // does, and writes their smooth values to f.dst (lanes past its end are
@@ -380,69 +383,52 @@ func flat8(f *flatRow, px int) {
 	step := archsimd.BroadcastFloat64x8(f.step)
 	x0 := archsimd.BroadcastFloat64x8(f.x0)
 	// pixel indices as floats (exact below 2^53, like coordRe's)
-	idxa := archsimd.LoadFloat64x8Slice(iota8[:]).Add(archsimd.BroadcastFloat64x8(float64(f.ox + px)))
-	idxb := idxa.Add(archsimd.BroadcastFloat64x8(8))
-	cra, crb := idxa.Mul(step).Add(x0), idxb.Mul(step).Add(x0)
-	ina, inb := f.cheapInside8(cra), f.cheapInside8(crb)
-	valid := uint32(1)<<min(2*8, len(f.dst)-px) - 1
-	if (uint32(ina.ToBits())|uint32(inb.ToBits())<<8)&valid == valid {
-		for i := px; i < min(px+2*8, len(f.dst)); i++ {
+	idx := archsimd.LoadFloat64x8Slice(iota8[:]).Add(archsimd.BroadcastFloat64x8(float64(f.ox + px)))
+	cra := idx.Mul(step).Add(x0)
+	ina := f.cheapInside8(cra)
+	valid := uint64(1)<<min(8, len(f.dst)-px) - 1
+	if uint64(ina.ToBits())&valid == valid {
+		for i := px; i < min(px+8, len(f.dst)); i++ {
 			f.dst[i] = Inside
 		}
 		return
 	}
-	zra, zia, zr2a, zi2a := zero, zero, zero, zero
-	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
 	// nesc: the iteration at which |z|² first passed 4 (inf: not yet);
 	// res, rr: the iterations and |z|² at radius 256 (res < 0: not yet).
+	zra, zia, zr2a, zi2a := zero, zero, zero, zero
 	nesca, resa, rra := inf, archsimd.BroadcastFloat64x8(-1), zero
-	nescb, resb, rrb := inf, resa, zero
 	j := zero
 	for range f.maxIter {
 		j = j.Add(one)
 		zia = zra.Add(zra).Mul(zia).Add(civ)
-		zib = zrb.Add(zrb).Mul(zib).Add(civ)
 		zra = zr2a.Sub(zi2a).Add(cra)
-		zrb = zr2b.Sub(zi2b).Add(crb)
 		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
-		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
-		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		r2a := zr2a.Add(zi2a)
 		nesca = nesca.Min(j.Merge(inf, r2a.Greater(four)))
-		nescb = nescb.Min(j.Merge(inf, r2b.Greater(four)))
 		// j - nesc < maxExtra here: max_iter <= maxExtra
 		nowa := r2a.Greater(big).And(resa.Less(zero))
-		nowb := r2b.Greater(big).And(resb.Less(zero))
 		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
-		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
-		if resa.Less(zero).Or(resb.Less(zero)).ToBits() == 0 {
+		if resa.Less(zero).ToBits() == 0 {
 			break
 		}
 	}
 	// past max_iter: no new escapes; the escaped lanes go on to radius 256
 	extra := archsimd.BroadcastFloat64x8(maxExtra)
-	for resa.Less(zero).And(nesca.Less(inf)).Or(resb.Less(zero).And(nescb.Less(inf))).ToBits() != 0 {
+	for resa.Less(zero).And(nesca.Less(inf)).ToBits() != 0 {
 		j = j.Add(one)
 		zia = zra.Add(zra).Mul(zia).Add(civ)
-		zib = zrb.Add(zrb).Mul(zib).Add(civ)
 		zra = zr2a.Sub(zi2a).Add(cra)
-		zrb = zr2b.Sub(zi2b).Add(crb)
 		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
-		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
-		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		r2a := zr2a.Add(zi2a)
 		nowa := r2a.Greater(big).Or(j.Sub(nesca).GreaterEqual(extra)).And(resa.Less(zero))
-		nowb := r2b.Greater(big).Or(j.Sub(nescb).GreaterEqual(extra)).And(resb.Less(zero))
 		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
-		resb, rrb = j.Merge(resb, nowb), r2b.Merge(rrb, nowb)
 	}
 	outa := f.smooth8(resa, rra, ina.Or(nesca.Equal(inf)))
-	outb := f.smooth8(resb, rrb, inb.Or(nescb.Equal(inf)))
-	if px+2*8 <= len(f.dst) {
+	if px+8 <= len(f.dst) {
 		outa.StoreSlice(f.dst[px:])
-		outb.StoreSlice(f.dst[px+8:])
 		return
 	}
 	outa.StoreSlice(f.out[:])
-	outb.StoreSlice(f.out[8:])
 	copy(f.dst[px:], f.out[:])
 }
 
@@ -469,8 +455,11 @@ func (f *flatRow) smooth8(n, r2 archsimd.Float64x8, inside archsimd.Mask64x8) ar
 	return archsimd.BroadcastFloat64x8(float64(Inside)).Merge(nu, inside).ConvertToFloat32()
 }
 
-// flat4 is flatRow's kernel with 4-lane vectors: it iterates the 2x4
-// consecutive pixels of the row from px on as two vectors, every lane to
+// flatGroups4 is how many 4-lane vectors flat4 runs side by side.
+const flatGroups4 = 2
+
+// flat4 is flatRow's kernel with 4-lane vectors: it iterates the 8
+// consecutive pixels of the row from px on as 2 vectors, every lane to
 // the row's max_iter (which must be <= maxExtra) without refill and without
 // the periodicity check, an escaped lane on past radius 256 as escapeValue
 // does, and writes their smooth values to f.dst (lanes past its end are
@@ -488,23 +477,24 @@ func flat4(f *flatRow, px int) {
 	step := archsimd.BroadcastFloat64x4(f.step)
 	x0 := archsimd.BroadcastFloat64x4(f.x0)
 	// pixel indices as floats (exact below 2^53, like coordRe's)
-	idxa := archsimd.LoadFloat64x4Slice(iota8[:]).Add(archsimd.BroadcastFloat64x4(float64(f.ox + px)))
-	idxb := idxa.Add(archsimd.BroadcastFloat64x4(4))
-	cra, crb := idxa.Mul(step).Add(x0), idxb.Mul(step).Add(x0)
-	ina, inb := f.cheapInside4(cra), f.cheapInside4(crb)
-	valid := uint32(1)<<min(2*4, len(f.dst)-px) - 1
-	if (uint32(ina.ToBits())|uint32(inb.ToBits())<<4)&valid == valid {
-		for i := px; i < min(px+2*4, len(f.dst)); i++ {
+	idx := archsimd.LoadFloat64x4Slice(iota8[:]).Add(archsimd.BroadcastFloat64x4(float64(f.ox + px)))
+	cra := idx.Mul(step).Add(x0)
+	crb := idx.Add(archsimd.BroadcastFloat64x4(4)).Mul(step).Add(x0)
+	ina := f.cheapInside4(cra)
+	inb := f.cheapInside4(crb)
+	valid := uint64(1)<<min(8, len(f.dst)-px) - 1
+	if (uint64(ina.ToBits())|uint64(inb.ToBits())<<4)&valid == valid {
+		for i := px; i < min(px+8, len(f.dst)); i++ {
 			f.dst[i] = Inside
 		}
 		return
 	}
-	zra, zia, zr2a, zi2a := zero, zero, zero, zero
-	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
 	// nesc: the iteration at which |z|² first passed 4 (inf: not yet);
 	// res, rr: the iterations and |z|² at radius 256 (res < 0: not yet).
+	zra, zia, zr2a, zi2a := zero, zero, zero, zero
+	zrb, zib, zr2b, zi2b := zero, zero, zero, zero
 	nesca, resa, rra := inf, archsimd.BroadcastFloat64x4(-1), zero
-	nescb, resb, rrb := inf, resa, zero
+	nescb, resb, rrb := inf, archsimd.BroadcastFloat64x4(-1), zero
 	j := zero
 	for range f.maxIter {
 		j = j.Add(one)
@@ -514,7 +504,8 @@ func flat4(f *flatRow, px int) {
 		zrb = zr2b.Sub(zi2b).Add(crb)
 		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
 		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
-		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		r2a := zr2a.Add(zi2a)
+		r2b := zr2b.Add(zi2b)
 		nesca = nesca.Min(j.Merge(inf, r2a.Greater(four)))
 		nescb = nescb.Min(j.Merge(inf, r2b.Greater(four)))
 		// j - nesc < maxExtra here: max_iter <= maxExtra
@@ -536,7 +527,8 @@ func flat4(f *flatRow, px int) {
 		zrb = zr2b.Sub(zi2b).Add(crb)
 		zr2a, zi2a = zra.Mul(zra), zia.Mul(zia)
 		zr2b, zi2b = zrb.Mul(zrb), zib.Mul(zib)
-		r2a, r2b := zr2a.Add(zi2a), zr2b.Add(zi2b)
+		r2a := zr2a.Add(zi2a)
+		r2b := zr2b.Add(zi2b)
 		nowa := r2a.Greater(big).Or(j.Sub(nesca).GreaterEqual(extra)).And(resa.Less(zero))
 		nowb := r2b.Greater(big).Or(j.Sub(nescb).GreaterEqual(extra)).And(resb.Less(zero))
 		resa, rra = j.Merge(resa, nowa), r2a.Merge(rra, nowa)
@@ -544,7 +536,7 @@ func flat4(f *flatRow, px int) {
 	}
 	outa := f.smooth4(resa, rra, ina.Or(nesca.Equal(inf)))
 	outb := f.smooth4(resb, rrb, inb.Or(nescb.Equal(inf)))
-	if px+2*4 <= len(f.dst) {
+	if px+8 <= len(f.dst) {
 		outa.StoreSlice(f.dst[px:])
 		outb.StoreSlice(f.dst[px+4:])
 		return
