@@ -249,7 +249,12 @@ func (f *front) serve(c *fastConn) {
 	bw := fastWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	handedOff := false
-	var scratch []byte
+	// The request and reply being served: one allocation per connection
+	// (the handler's pointers would move per-request ones to the heap).
+	rr := new(struct {
+		req FastRequest
+		w   FastResponse
+	})
 	defer func() {
 		f.forget(c)
 		_ = bw.Flush() // no-op unless replies to pipelined requests wait
@@ -273,7 +278,12 @@ func (f *front) serve(c *fastConn) {
 		}
 		c.active.Store(true)
 		_ = c.SetReadDeadline(time.Now().Add(fastHeaderTimeout))
-		req, h, headLen, bodyLen, closeAfter, ok := f.readHead(br)
+		var (
+			h                FastHandler
+			headLen, bodyLen int
+			closeAfter, ok   bool
+		)
+		rr.req, h, headLen, bodyLen, closeAfter, ok = f.readHead(br)
 		if !ok {
 			// Replies to pipelined requests before this one go first.
 			if bw.Flush() != nil || headLen < 0 {
@@ -282,10 +292,9 @@ func (f *front) serve(c *fastConn) {
 			handedOff = f.handoff.deliver(&handedConn{Conn: c.Conn, br: br})
 			return
 		}
-		req.conn = c
-		var more bool
-		more, scratch = f.serveOne(c, br, bw, req, h, headLen, bodyLen, closeAfter, scratch)
-		if !more || closeAfter || f.stopping.Load() {
+		rr.req.conn = c
+		rr.w = FastResponse{buf: rr.w.buf}
+		if !f.serveOne(c, br, bw, &rr.req, &rr.w, h, headLen, bodyLen, closeAfter) || closeAfter || f.stopping.Load() {
 			_ = bw.Flush()
 			return
 		}
@@ -294,11 +303,9 @@ func (f *front) serve(c *fastConn) {
 }
 
 // serveOne reads the body of a fast request, serves it and writes the
-// reply; false when the connection must close. It returns the reply
-// buffer to reuse.
-func (f *front) serveOne(c *fastConn, br *bufio.Reader, bw *bufio.Writer, req FastRequest, h FastHandler, headLen, bodyLen int, closeAfter bool, scratch []byte) (bool, []byte) {
+// reply; false when the connection must close.
+func (f *front) serveOne(c *fastConn, br *bufio.Reader, bw *bufio.Writer, req *FastRequest, w *FastResponse, h FastHandler, headLen, bodyLen int, closeAfter bool) bool {
 	start := time.Now()
-	w := FastResponse{buf: scratch}
 	consumed := headLen + bodyLen // still in br once served
 	if consumed <= br.Buffered() {
 		buf, _ := br.Peek(consumed)
@@ -315,9 +322,9 @@ func (f *front) serveOne(c *fastConn, br *bufio.Reader, bw *bufio.Writer, req Fa
 		req.Body = make([]byte, bodyLen)
 		if _, err := io.ReadFull(br, req.Body); err != nil {
 			w.Error(context.Background(), f.log, BodyError(err, f.lane.MaxBody))
-			f.write(bw, &req, &w, true)
-			f.observe(&req, w.code, start)
-			return false, scratch
+			f.write(bw, req, w, true)
+			f.observe(req, w.code, start)
+			return false
 		}
 	}
 	ctx := WithRequestID(context.Background(), req.RequestID)
@@ -325,25 +332,25 @@ func (f *front) serveOne(c *fastConn, br *bufio.Reader, bw *bufio.Writer, req Fa
 		defer func() {
 			if r := recover(); r != nil {
 				f.log.ErrorContext(ctx, "panic in handler", "path", req.Path, "panic", fmt.Sprint(r))
-				w = FastResponse{}
+				*w = FastResponse{buf: w.buf}
 				w.Error(ctx, f.log, Errorf(http.StatusInternalServerError, "internal error (request id %s)", req.RequestID))
 			}
 		}()
-		h(ctx, &req, &w)
+		h(ctx, req, w)
 	}()
 	if !w.done {
 		w.Error(ctx, f.log, errors.New("fast handler wrote no reply"))
 	}
-	f.write(bw, &req, &w, closeAfter || f.stopping.Load())
-	f.observe(&req, w.code, start)
+	f.write(bw, req, w, closeAfter || f.stopping.Load())
+	f.observe(req, w.code, start)
 	_, _ = br.Discard(consumed)
-	if cap(w.body) > cap(scratch) && cap(w.body) <= fastBuffer {
-		scratch = w.body[:0]
+	if cap(w.body) > cap(w.buf) && cap(w.body) <= fastBuffer {
+		w.buf = w.body[:0] // the next reply reuses the larger buffer
 	}
 	if br.Buffered() > 0 && !closeAfter {
-		return true, scratch // a pipelined request waits: its reply goes in the same write
+		return true // a pipelined request waits: its reply goes in the same write
 	}
-	return bw.Flush() == nil, scratch
+	return bw.Flush() == nil
 }
 
 func (f *front) observe(req *FastRequest, code int, start time.Time) {
@@ -363,8 +370,7 @@ func (f *front) observe(req *FastRequest, code int, start time.Time) {
 
 // write writes the reply's head and body to bw.
 func (f *front) write(bw *bufio.Writer, req *FastRequest, w *FastResponse, closing bool) {
-	var b [256]byte
-	h := append(b[:0], "HTTP/1.1 "...)
+	h := append(bw.AvailableBuffer(), "HTTP/1.1 "...) // appended in place in bw's buffer
 	h = strconv.AppendInt(h, int64(w.code), 10)
 	h = append(append(append(h, ' '), http.StatusText(w.code)...), "\r\nContent-Type: application/json\r\n"...)
 	h = append(append(append(h, api.HeaderRequestID+": "...), req.RequestID...), "\r\n"...)

@@ -52,9 +52,11 @@ func (s *Server) parsePayload(raw json.RawMessage) (taskstore.Request, string, e
 	case '"':
 		expr, ok := plainJSONString(raw)
 		if !ok {
-			if err := json.Unmarshal(raw, &expr); err != nil {
+			var s string // not expr: its address escapes, a heap allocation for every task
+			if err := json.Unmarshal(raw, &s); err != nil {
 				return taskstore.Request{}, "", httpserve.Errorf(http.StatusBadRequest, "payload: %v", err)
 			}
+			expr = s
 		}
 		if err := calc.Check(expr, calc.DefaultLimits); err != nil {
 			return taskstore.Request{}, "", calcError(err, "payload")
