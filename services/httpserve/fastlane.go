@@ -311,8 +311,9 @@ func (f *front) serveOne(c *fastConn, br *bufio.Reader, bw *bufio.Writer, req *F
 		buf, _ := br.Peek(consumed)
 		req.Body = buf[headLen:]
 	} else {
-		// A body beyond the buffer: the header lines are copied out
-		// before the reads reuse the buffer.
+		// A body not all read yet (larger than the buffer, or still on
+		// its way): the header lines are copied out before the reads
+		// reuse the buffer.
 		req.head = append([]byte(nil), req.head...)
 		_, _ = br.Discard(headLen)
 		consumed = 0
