@@ -77,7 +77,7 @@ func (r *report) headerLines() [][2]string {
 	if len(r.cfg.slaveFlags) > 0 {
 		flags += " " + strings.Join(r.cfg.slaveFlags, " ")
 	}
-	tile := "the master's default tile size"
+	tile := "the master's default tiles ((2): bands of whole rows, as /mandelbrot/render cuts a frame)"
 	if r.cfg.tile > 0 {
 		tile = fmt.Sprintf("tile=%d", r.cfg.tile)
 	}
@@ -114,7 +114,7 @@ func (r *report) seedTable() *benchkit.Table {
 	if len(s.serverMS) > 0 {
 		cells[7] = benchkit.FmtMS(benchkit.Percentile(s.serverMS, 50))
 	}
-	notes := fmt.Sprintf("500x500 PNG verified on every reply, %s; %s tiles per frame", fmtBytes(s.pngBytes), orDash(s.tiles))
+	notes := fmt.Sprintf("500x500 PNG verified on every reply, %s; %s tiles (bands) per frame", fmtBytes(s.pngBytes), orDash(s.tiles))
 	if len(s.slaves) > 0 && s.requests > 0 {
 		var parts []string
 		for _, id := range slaveIDs(nil) {
