@@ -52,6 +52,8 @@ func TestRenderMatchesSingleProcessRender(t *testing.T) {
 			mandel.Frame{Scale: 3.0 / 120, Width: 120, Height: 90, MaxIter: 30}, 0},
 		{"PNG over 1 MiB (the master collects it in 1 MiB pieces)", "cx=-0.743644786&cy=0.1318252536&scale=6.25e-07&width=1024&height=640&max_iter=300",
 			mandel.Frame{CX: -0.743644786, CY: 0.1318252536, Scale: 6.25e-07, Width: 1024, Height: 640, MaxIter: 300}, 1 << 20},
+		{"wider than 4096 (bands are whole rows)", "cx=-0.5&scale=0.0005&width=6000&height=21&max_iter=40",
+			mandel.Frame{CX: -0.5, Scale: 0.0005, Width: 6000, Height: 21, MaxIter: 40}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -64,9 +64,10 @@ func Defaults() Config {
 	}
 }
 
-// DefaultMandelLimits bound one tile: 4 Mpixel, 4096 a side, 100,000
-// iterations.
-var DefaultMandelLimits = mandel.Limits{MaxPixels: 1 << 22, MaxIter: 100000, MaxDim: 4096}
+// DefaultMandelLimits bound one tile: 4 Mpixel, 16384 a side, 100,000
+// iterations. The side is the master's widest frame: /mandelbrot/render
+// sends bands of whole frame rows (the pixels bound the memory).
+var DefaultMandelLimits = mandel.Limits{MaxPixels: 1 << 22, MaxIter: 100000, MaxDim: 16384}
 
 // Slave is a running worker.
 type Slave struct {
