@@ -23,6 +23,7 @@ import (
 	"github.com/calclab/calclab/services/dispatch"
 	"github.com/calclab/calclab/services/httpserve"
 	"github.com/calclab/calclab/services/mandel"
+	"github.com/calclab/calclab/services/slaveclient"
 )
 
 // renderWorkers bounds the tiles of one render in flight or queued at once,
@@ -340,7 +341,7 @@ func (s *Server) render(c *echo.Context) error {
 	next := 0                               // the first band not yet written
 	var werr error
 	stats := slaveStats{}
-	err = s.renderTiles(c.Request().Context(), r, refs, "band", func(res tileResult) {
+	err = s.renderTiles(c.Request().Context(), r, refs, slaveclient.FormatBand, func(res tileResult) {
 		landed[res.ref.OY/rows] = res
 		for ; next < len(landed) && landed[next].data != nil; next++ {
 			if werr == nil {

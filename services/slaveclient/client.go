@@ -375,7 +375,13 @@ func (c *Client) ComputeBatch(ctx context.Context, tg dispatch.Target, req api.C
 const (
 	FormatRaw = "raw" // RGBA rows, 4*width*height bytes
 	FormatPNG = "png"
+	// FormatBand is a band of whole rows as mandel.AppendBand makes it:
+	// the scanlines' Adler-32 (4 bytes), then raw deflate ending with a
+	// sync flush (00 00 ff ff).
+	FormatBand = "band"
 )
+
+var syncFlush = []byte{0, 0, 0xff, 0xff}
 
 var pngMagic = []byte("\x89PNG\r\n\x1a\n")
 
@@ -402,6 +408,12 @@ func (c *Client) Tile(ctx context.Context, tg dispatch.Target, t mandel.Tile, fo
 	case FormatPNG:
 		if !bytes.HasPrefix(r.body, pngMagic) {
 			return nil, c.malformed(op, tg, r, "tile answer is not a PNG")
+		}
+	case FormatBand:
+		// What can be checked without inflating it: a band cut short
+		// or not a band at all would corrupt the whole PNG.
+		if len(r.body) < 4+len(syncFlush)+1 || !bytes.HasSuffix(r.body, syncFlush) {
+			return nil, c.malformed(op, tg, r, "band answer of %d bytes is not an Adler-32 and deflate data ending with a sync flush", len(r.body))
 		}
 	}
 	return r.body, nil

@@ -159,6 +159,9 @@ func TestTileAnswerIsChecked(t *testing.T) {
 		{"raw of the right size", FormatRaw, string(make([]byte, 32)), "ok", 200},
 		{"raw of the wrong size", FormatRaw, string(make([]byte, 31)), "slave", 200},
 		{"png that is not a PNG", FormatPNG, "hello", "slave", 200},
+		{"band", FormatBand, "\x00\x00\x00\x01\x02\x00\x00\x00\xff\xff", "ok", 200},
+		{"band cut short", FormatBand, "\x00\x00\x00\x01\x02\x00\x00\x00\xff", "slave", 200},
+		{"band too short to be one", FormatBand, "\x00\x00\xff\xff", "slave", 200},
 		{"refused tile", FormatRaw, `{"error": "too large"}`, "job", 413},
 	}
 	for _, tc := range tests {
