@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,8 +171,8 @@ func newFront(ln net.Listener, lane *FastLane, logger *slog.Logger) *front {
 	}
 	routes := map[string]fastRoute{}
 	for k, h := range lane.Routes {
-		method, path, _ := bytes.Cut([]byte(k), []byte(" "))
-		routes[k] = fastRoute{method: string(method), path: string(path), h: h}
+		method, path, _ := strings.Cut(k, " ")
+		routes[k] = fastRoute{method: method, path: path, h: h}
 	}
 	return &front{
 		lane: lane, routes: routes, ln: ln, log: logger, conns: map[*fastConn]struct{}{},
@@ -501,7 +502,8 @@ func headEnd(buf []byte) (end int, complete, plain bool) {
 }
 
 // asciiEqualFold says whether b equals s, ignoring the case of ASCII
-// letters.
+// letters only, as net/http compares header names and tokens;
+// bytes.EqualFold folds Unicode too (U+212A KELVIN SIGN equals "k").
 func asciiEqualFold[T ~string | ~[]byte](b T, s string) bool {
 	if len(b) != len(s) {
 		return false

@@ -248,7 +248,7 @@ func nextByte(r *bufio.Reader) (byte, error) {
 		if err != nil {
 			return 0, cutShort(err)
 		}
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+		if !jsonSpace(c) {
 			return c, nil
 		}
 	}

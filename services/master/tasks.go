@@ -98,14 +98,11 @@ func (s *Server) parsePayload(raw json.RawMessage) (taskstore.Request, string, e
 // calc accepts), without a decoder; ok is false for anything else, which
 // encoding/json then decodes (or refuses) as before.
 func plainJSONString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+	inside, rest, ok := plainString(raw)
+	if !ok || len(rest) != 0 {
 		return "", false
 	}
-	body := raw[1 : len(raw)-1]
-	if !plainJSON(body) || bytes.IndexByte(body, '"') >= 0 {
-		return "", false
-	}
-	return string(body), true
+	return string(inside), true
 }
 
 // plainJSON says whether b, the inside of a JSON string, is its own value:
@@ -176,11 +173,14 @@ func plainString(b []byte) (inside, rest []byte, ok bool) {
 }
 
 func skipSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+	for len(b) > 0 && jsonSpace(b[0]) {
 		b = b[1:]
 	}
 	return b
 }
+
+// jsonSpace says whether c is JSON white space.
+func jsonSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // isRuntimeError says whether a calc error depends on evaluation (division
 // by zero, overflow), which is the slave's to report, not a malformed task.
@@ -216,12 +216,7 @@ func (s *Server) submitTask(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.location != "" {
-		c.Response().Header().Set("Location", r.location)
-	}
-	if r.retry {
-		c.Response().Header().Set("Retry-After", "1")
-	}
+	r.headers(c.Response().Header().Set)
 	return taskJSON(c, r.code, r.task)
 }
 
@@ -242,12 +237,7 @@ func (s *Server) submitTaskFast(ctx context.Context, req *httpserve.FastRequest,
 		w.Error(ctx, s.log, err)
 		return
 	}
-	if r.location != "" {
-		w.Header("Location", r.location)
-	}
-	if r.retry {
-		w.Header("Retry-After", "1")
-	}
+	r.headers(w.Header)
 	b, err := r.task.AppendJSON(w.Buffer())
 	if err != nil {
 		b, err = json.Marshal(r.task) // the same error, from encoding/json
@@ -265,6 +255,16 @@ type submitted struct {
 	task     api.Task
 	location string // the Location header of a 202
 	retry    bool   // Retry-After: 1 (a task failed for lack of slaves)
+}
+
+// headers sets the reply's headers beyond its body's with set.
+func (r submitted) headers(set func(name, value string)) {
+	if r.location != "" {
+		set("Location", r.location)
+	}
+	if r.retry {
+		set("Retry-After", "1")
+	}
 }
 
 // submit runs POST /submit-task for either HTTP path: body is the request
