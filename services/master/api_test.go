@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/calclab/calclab/services/api"
+	"github.com/calclab/calclab/services/calc"
 	"github.com/calclab/calclab/services/master"
 	"github.com/calclab/calclab/services/slave"
 )
@@ -324,6 +325,64 @@ func TestBatchKeepsOrderAndReportsErrorsInPlace(t *testing.T) {
 				t.Fatalf("item %d: %+v, want %d", i, it, i*3)
 			}
 		}
+	}
+}
+
+// TestBatchErrorsAreTheMastersOwn: the master no longer checks every
+// expression before sending it, but each invalid one still gets exactly the
+// error calc.Check gives it, whether a slave saw it (it fails there and is
+// classified on the way back), it was too long to send, or no slave could
+// run the batch at all.
+func TestBatchErrorsAreTheMastersOwn(t *testing.T) {
+	long := strings.Repeat("1+", calc.DefaultLimits.MaxLen) + "1"
+	invalid := func(expr string) string {
+		err := calc.Check(expr, calc.DefaultLimits)
+		if err == nil {
+			t.Fatalf("%q: calc.Check accepts it", expr)
+		}
+		return "invalid expression: " + err.Error()
+	}
+	tests := []struct {
+		name   string
+		slaves int
+		exprs  []string
+		code   int
+		want   []string // error of each item; "" for a result
+	}{
+		{"on slaves", 2, []string{"(1", "2 ** 3", long, "x + 1", "1 / 0"}, 200,
+			[]string{invalid("(1"), "", invalid(long), invalid("x + 1"), "evaluation failed: division by zero at position 2"}},
+		{"no slave, all invalid", 0, []string{"(1", long, "9 9"}, 200,
+			[]string{invalid("(1"), invalid(long), invalid("9 9")}},
+		{"no slave, one valid", 0, []string{"(1", "1 + 1"}, 503, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startCluster(t, tc.slaves, nil)
+			body, _ := json.Marshal(api.BatchRequest{Expressions: tc.exprs})
+			var resp api.BatchResponse
+			r := call(t, http.MethodPost, c.master+"/submit-batch", string(body), nil, &resp)
+			if r.code != tc.code {
+				t.Fatalf("status %d, want %d: %s", r.code, tc.code, r.body)
+			}
+			if tc.code != 200 {
+				return
+			}
+			if len(resp.Results) != len(tc.want) {
+				t.Fatalf("%d results for %d expressions", len(resp.Results), len(tc.want))
+			}
+			failed := 0
+			for i, it := range resp.Results {
+				if it.Error != tc.want[i] || (it.Error == "") != (it.Result != nil) {
+					t.Errorf("item %d: error %q result %v, want error %q", i, it.Error, it.Result, tc.want[i])
+				}
+				if it.Error != "" {
+					failed++
+				}
+			}
+			if resp.Failed != failed {
+				t.Errorf("failed %d, want %d", resp.Failed, failed)
+			}
+		})
 	}
 }
 
