@@ -5,8 +5,6 @@ import (
 	"hash/adler32"
 	"io"
 	"sync"
-
-	"github.com/klauspost/compress/flate"
 )
 
 // A frame's PNG can be made of bands of whole rows compressed where they
@@ -17,40 +15,35 @@ import (
 // trailer's Adler-32 of the whole is computed from the bands' own
 // (adler32Combine). Each band is compressed on its own, so its first row
 // cannot use the Up filter over the band above: it uses Sub. The pixels
-// are those of EncodePNG; the bytes differ (a little larger: one Sub row
-// and a fresh window per band).
+// are those of EncodePNG; the bytes differ (another deflate encoder,
+// runDeflater, one Sub row and a fresh window per band).
 
-// bandLevel is the deflate level of AppendBand, the same as EncodePNG's.
-const bandLevel = flate.BestSpeed
-
-var flatePool = sync.Pool{New: func() any {
-	fw, _ := flate.NewWriter(io.Discard, bandLevel)
-	return fw
-}}
-
-// appendWriter appends what is written to b.
-type appendWriter struct{ b []byte }
-
-func (a *appendWriter) Write(p []byte) (int, error) {
-	a.b = append(a.b, p...)
-	return len(p), nil
+// bandEncoder is AppendBand's reusable state.
+type bandEncoder struct {
+	d    runDeflater
+	line []byte // a filtered scanline
 }
+
+var bandEncoders = sync.Pool{New: func() any { return new(bandEncoder) }}
 
 // AppendBand appends to dst the PNG image data of a band of height rows of
 // width opaque pixels (pix: RGBA, 4*width*height bytes; alpha is not used):
 // a 4-byte big-endian Adler-32 of the band's filtered scanlines, then the
 // scanlines compressed as raw deflate ending with a sync flush. BandWriter
-// joins such bands into a PNG.
+// joins such bands into a PNG. The deflate encoder is runDeflater, made
+// for such rows.
 func AppendBand(dst, pix []byte, width, height int) ([]byte, error) {
 	if width <= 0 || height <= 0 || len(pix) != 4*width*height {
 		return dst, invalid("band", "%d bytes for a band of %dx%d RGBA pixels", len(pix), width, height)
 	}
 	start := len(dst)
-	aw := &appendWriter{b: append(dst, 0, 0, 0, 0)}
-	fw := flatePool.Get().(*flate.Writer)
-	defer flatePool.Put(fw)
-	fw.Reset(aw)
-	line := make([]byte, 1+3*width+2) // + 2 spare bytes for upRGB
+	e := bandEncoders.Get().(*bandEncoder)
+	defer bandEncoders.Put(e)
+	e.d.reset(append(dst, 0, 0, 0, 0))
+	if cap(e.line) < 1+3*width+2 {
+		e.line = make([]byte, 1+3*width+2) // + 2 spare bytes for upRGB
+	}
+	line := e.line[:1+3*width+2]
 	scan := line[:1+3*width]
 	sum := adler32.New()
 	stride := 4 * width
@@ -64,15 +57,12 @@ func AppendBand(dst, pix []byte, width, height int) ([]byte, error) {
 			upRGB(line[1:], row, pix[(y-1)*stride:y*stride])
 		}
 		sum.Write(scan)
-		if _, err := fw.Write(scan); err != nil {
-			return dst, err
-		}
+		e.d.write(scan)
 	}
-	if err := fw.Flush(); err != nil {
-		return dst, err
-	}
-	binary.BigEndian.PutUint32(aw.b[start:], sum.Sum32())
-	return aw.b, nil
+	out := e.d.finish()
+	binary.BigEndian.PutUint32(out[start:], sum.Sum32())
+	e.d.bw.out = nil // the caller's now
+	return out, nil
 }
 
 // subRGB writes the PNG "Sub" filter of an RGBA row as RGB bytes to line:

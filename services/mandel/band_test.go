@@ -4,37 +4,57 @@ import (
 	"bytes"
 	"context"
 	"hash/adler32"
+	"image"
+	"math/rand/v2"
 	"testing"
 )
 
-// TestBandWriterJoinsBands renders frames, encodes them as bands of
+// TestBandWriterJoinsBands renders frames (and makes pictures no render
+// gives: noise, a picture of one colour), encodes them as bands of
 // several heights (AppendBand) and joins them (BandWriter): the PNG must
-// decode to the frame's pixels.
+// decode to the same pixels.
 func TestBandWriterJoinsBands(t *testing.T) {
-	frames := []Frame{
+	var imgs []*image.RGBA
+	for _, f := range []Frame{
 		SeedFrame(),
 		{CX: -0.7436447860, CY: 0.1318252536, Scale: 1e-5, Width: 301, Height: 97, MaxIter: 300, Colormap: "fire"},
 		{CX: -0.5, Scale: 0.1, Width: 1, Height: 5, MaxIter: 20},
-	}
-	for _, f := range frames {
+	} {
 		img, err := RenderFrame(context.Background(), f, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, rows := range []int{1, 7, 74, f.Height} {
+		imgs = append(imgs, img)
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	noise := image.NewRGBA(image.Rect(0, 0, 203, 77))
+	for i := range noise.Pix {
+		noise.Pix[i] = byte(rnd.Uint32())
+		if i%4 == 3 {
+			noise.Pix[i] = 0xff
+		}
+	}
+	flat := image.NewRGBA(image.Rect(0, 0, 640, 80))
+	for i := range flat.Pix {
+		flat.Pix[i] = []byte{40, 40, 40, 0xff}[i%4]
+	}
+	imgs = append(imgs, noise, flat)
+	for _, img := range imgs {
+		w, h := img.Rect.Dx(), img.Rect.Dy()
+		for _, rows := range []int{1, 7, 74, h} {
 			var out bytes.Buffer
-			bw, err := NewBandWriter(&out, f.Width, f.Height)
+			bw, err := NewBandWriter(&out, w, h)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var band []byte
-			for y := 0; y < f.Height; y += rows {
-				h := min(rows, f.Height-y)
-				band, err = AppendBand(band[:0], img.Pix[4*f.Width*y:4*f.Width*(y+h)], f.Width, h)
+			for y := 0; y < h; y += rows {
+				n := min(rows, h-y)
+				band, err = AppendBand(band[:0], img.Pix[4*w*y:4*w*(y+n)], w, n)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := bw.WriteBand(band, h); err != nil {
+				if err := bw.WriteBand(band, n); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -43,10 +63,10 @@ func TestBandWriterJoinsBands(t *testing.T) {
 			}
 			got, err := DecodePNG(out.Bytes())
 			if err != nil {
-				t.Fatalf("%dx%d in bands of %d rows: %v", f.Width, f.Height, rows, err)
+				t.Fatalf("%dx%d in bands of %d rows: %v", w, h, rows, err)
 			}
 			if !bytes.Equal(got.Pix, img.Pix) {
-				t.Fatalf("%dx%d in bands of %d rows: the PNG decodes to other pixels", f.Width, f.Height, rows)
+				t.Fatalf("%dx%d in bands of %d rows: the PNG decodes to other pixels", w, h, rows)
 			}
 		}
 	}

@@ -117,3 +117,41 @@ func BenchmarkKernel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAppendBand encodes rendered frames as a slave does for the
+// master (AppendBand), in the bands the master cuts them into by default:
+// the seed view in 8 bands of 63 rows, the bench's 4K frame in bands of
+// 18 rows. KiB is the frame's total.
+func BenchmarkAppendBand(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		frame Frame
+		rows  int
+	}{
+		{"seed500x500i30", SeedFrame(), 63},
+		{"heavy3840x2160i1000", Frame{CX: -0.7436447860, CY: 0.1318252536, Scale: 0.0006 / 3840, Width: 3840, Height: 2160, MaxIter: 1000}, 18},
+	} {
+		img, err := RenderFrame(context.Background(), bc.frame, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, h := bc.frame.Width, bc.frame.Height
+		b.Run(bc.name, func(b *testing.B) {
+			var band []byte
+			size := 0
+			for b.Loop() {
+				size = 0
+				for y := 0; y < h; y += bc.rows {
+					n := min(bc.rows, h-y)
+					band, err = AppendBand(band[:0], img.Pix[4*w*y:4*w*(y+n)], w, n)
+					if err != nil {
+						b.Fatal(err)
+					}
+					size += len(band)
+				}
+			}
+			b.ReportMetric(float64(size)/1024, "KiB")
+			b.SetBytes(int64(3 * w * h))
+		})
+	}
+}
