@@ -2,7 +2,6 @@ package mandel
 
 import (
 	"encoding/binary"
-	"hash/adler32"
 	"io"
 	"sync"
 )
@@ -45,7 +44,6 @@ func AppendBand(dst, pix []byte, width, height int) ([]byte, error) {
 	}
 	line := e.line[:1+3*width+2]
 	scan := line[:1+3*width]
-	sum := adler32.New()
 	stride := 4 * width
 	for y := range height {
 		row := pix[y*stride : (y+1)*stride]
@@ -56,11 +54,10 @@ func AppendBand(dst, pix []byte, width, height int) ([]byte, error) {
 			line[0] = 2 // Up
 			upRGB(line[1:], row, pix[(y-1)*stride:y*stride])
 		}
-		sum.Write(scan)
 		e.d.write(scan)
 	}
 	out := e.d.finish()
-	binary.BigEndian.PutUint32(out[start:], sum.Sum32())
+	binary.BigEndian.PutUint32(out[start:], e.d.adler32())
 	e.d.bw.out = nil // the caller's now
 	return out, nil
 }

@@ -33,10 +33,11 @@ type runDeflater struct {
 	// hist counts a block's literals (0..511) and match lengths (512...).
 	hist [4][1024]uint32
 
-	n        int  // bytes written to the stream
-	lastByte byte // the stream's last byte
-	last     byte // the last literal,
-	lastPos  int  // at this position (-1: none yet); the bytes after it are equal to it
+	n        int    // bytes written to the stream
+	lastByte byte   // the stream's last byte
+	last     byte   // the last literal,
+	lastPos  int    // at this position (-1: none yet); the bytes after it are equal to it
+	s1, s2   uint64 // the Adler-32 of the bytes written (adler32)
 
 	// Scratch space for the Huffman codes of a block.
 	litLen     [litLenCodes]uint8
@@ -98,7 +99,12 @@ func (d *runDeflater) reset(dst []byte) {
 	d.bw = bitWriter{out: dst}
 	d.nevs = 0
 	d.n, d.lastPos = 0, -1
+	d.s1, d.s2 = 1, 0
 }
+
+// adler32 returns the Adler-32 (RFC 1950) of the bytes written since
+// reset: the zlib stream's checksum, computed as they are scanned.
+func (d *runDeflater) adler32() uint32 { return uint32(d.s2<<16 | d.s1) }
 
 // write adds p to the stream.
 func (d *runDeflater) write(p []byte) {
@@ -118,24 +124,23 @@ func (d *runDeflater) write(p []byte) {
 	// before is made 8 bytes at a time without a branch on each byte,
 	// and only its set bits are visited. Each is a literal; the bytes
 	// between two literals repeat the first one.
+	s1, s2 := d.s1, d.s2
 	for i := 0; i < len(p); i += 64 {
-		var m uint64
-		if i+64 <= len(p) {
-			for j := range 8 {
-				w := binary.LittleEndian.Uint64(p[i+8*j:])
-				m |= changedBytes(w, prev) << (8 * j)
-				prev = byte(w >> 56)
-			}
-		} else { // the last 1..63 bytes
+		var m, sum, wsum uint64
+		r := min(64, len(p)-i)
+		if r == 64 {
+			m, sum, wsum = scan64(p[i:i+64], prev)
+		} else { // the last 1..63 bytes, and zeros
 			var tail [64]byte
 			copy(tail[:], p[i:])
-			for j := range 8 {
-				w := binary.LittleEndian.Uint64(tail[8*j:])
-				m |= changedBytes(w, prev) << (8 * j)
-				prev = byte(w >> 56)
-			}
-			m &= 1<<(len(p)-i) - 1
+			m, sum, wsum = scan64(tail[:], prev)
+			m &= 1<<r - 1
 		}
+		prev = p[i+r-1]
+		// Adler-32 (RFC 1950) of the r bytes b_k: s1 += sum of b_k,
+		// s2 += r*s1 + sum of (r-k)*b_k, modulo 65521.
+		s2 = (s2 + uint64(r)*(s1+sum) - wsum) % 65521
+		s1 = (s1 + sum) % 65521
 		if m == 0 {
 			continue
 		}
@@ -171,20 +176,45 @@ func (d *runDeflater) write(p []byte) {
 		}
 	}
 	d.nevs, d.last, d.lastPos = n, byte(last), d.n+lastPos
+	d.s1, d.s2 = s1, s2
 	d.n += len(p)
 	d.lastByte = p[len(p)-1]
 }
 
-// changedBytes returns a mask of the bytes of w (8 bytes, little-endian)
-// that differ from the byte before, prev before the first: bit j for
-// byte j.
-func changedBytes(w uint64, prev byte) uint64 {
-	const lo7, hi = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
-	x := w ^ (w<<8 | uint64(prev))
-	x = ((x&lo7 + lo7) | x) & hi // the top bit of each byte that is not 0
-	// Gather the 8 top bits into the top byte (the multiplier's bits put
-	// bit 8j+7 at bit 56+j; no two partial products overlap).
-	return (x >> 7) * 0x0102040810204080 >> 56
+// scan64 returns for 64 bytes c (the one before them is prev): a mask of
+// those that differ from the byte before (bit k for c[k]), the sum of the
+// bytes and the sum of k*c[k] (for Adler-32). 8 bytes at a time (SWAR),
+// without a branch on each byte.
+func scan64(c []byte, prev byte) (mask, sum, wsum uint64) {
+	const (
+		lo7, hi = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+		evens   = 0x00ff00ff00ff00ff
+		// Multiplied by 4 16-bit lanes x_0..x_3, these leave in the top
+		// lane x_0+x_1+x_2+x_3 and 0*x_0+1*x_1+2*x_2+3*x_3 (the products
+		// meet at bit 48; no lane below carries: each holds at most 510).
+		sumLanes, rampLanes = 0x0001000100010001, 0x0000000100020003
+	)
+	for j := range 8 {
+		w := binary.LittleEndian.Uint64(c[8*j:])
+		// A byte differs from the one before where w xor (w shifted by
+		// one byte) is not 0: its top bit is set then, and the 8 top
+		// bits are gathered into the top byte (the multiplier puts bit
+		// 8i+7 at bit 56+i; no two partial products overlap).
+		x := w ^ (w<<8 | uint64(prev))
+		x = ((x&lo7 + lo7) | x) & hi
+		mask |= (x >> 7) * 0x0102040810204080 >> 56 << (8 * j)
+		prev = byte(w >> 56)
+		// The bytes b_0..b_7 of w: the 4 lanes of pairs e_i + o_i
+		// (b_2i + b_2i+1) give the sum and sum of i*(e_i + o_i); the
+		// sum of i*b_i is twice that plus the odd bytes' sum.
+		o := w >> 8 & evens
+		pairs := w&evens + o
+		s := pairs * sumLanes >> 48
+		ramp := 2*(pairs*rampLanes>>48) + (o * sumLanes >> 48)
+		sum += s
+		wsum += uint64(8*j)*s + ramp
+	}
+	return mask, sum, wsum
 }
 
 // longRun adds the events of a run of gap > maxMatch copies of the last

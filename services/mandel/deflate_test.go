@@ -3,6 +3,7 @@ package mandel
 import (
 	"bytes"
 	"compress/flate"
+	"hash/adler32"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -25,8 +26,10 @@ func inflate(t testing.TB, stream []byte) []byte {
 }
 
 // deflateChunks compresses data written in pieces of the given sizes
-// (cycled; none: one write).
-func deflateChunks(data []byte, chunks []int) []byte {
+// (cycled; none: one write) and checks the Adler-32 runDeflater computed
+// on the way.
+func deflateChunks(t testing.TB, data []byte, chunks []int) []byte {
+	t.Helper()
 	var d runDeflater
 	d.reset([]byte("prefix"))
 	for i, k := 0, 0; i < len(data); k++ {
@@ -36,6 +39,9 @@ func deflateChunks(data []byte, chunks []int) []byte {
 		}
 		d.write(data[i : i+n])
 		i += n
+	}
+	if got, want := d.adler32(), adler32.Checksum(data); got != want {
+		t.Errorf("Adler-32 %08x, want %08x", got, want)
 	}
 	return d.finish()[len("prefix"):]
 }
@@ -78,12 +84,13 @@ func TestRunDeflaterRoundTrip(t *testing.T) {
 		{"zeros in odd pieces", make([]byte, 5000), []int{1, 7, 63, 64, 65, 129, 2}},
 		{"random, many blocks", random(200000, 256), nil},
 		{"random in odd pieces", random(20000, 256), []int{3, 1, 64, 100, 8}},
+		{"0xff for Adler-32's sums", bytes.Repeat([]byte{0xff}, 70000), []int{5552, 64, 1}},
 		{"small alphabet", random(100000, 3), []int{1501}},
 		{"skewed", skewed, []int{4096}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := inflate(t, deflateChunks(tc.data, tc.chunks))
+			got := inflate(t, deflateChunks(t, tc.data, tc.chunks))
 			if !bytes.Equal(got, tc.data) {
 				t.Fatalf("inflated %d bytes differ from the %d written", len(got), len(tc.data))
 			}
@@ -141,7 +148,8 @@ func TestHuffmanLengths(t *testing.T) {
 	}
 }
 
-// FuzzRunDeflater: any bytes, written in any pieces, inflate back.
+// FuzzRunDeflater: any bytes, written in any pieces, inflate back, and
+// their Adler-32 is right.
 func FuzzRunDeflater(f *testing.F) {
 	f.Add([]byte("\x02\x00\x00\x00\x01\xff\x00\x00\x00\x00\x00"), uint8(3))
 	f.Add(bytes.Repeat([]byte{0}, 600), uint8(64))
@@ -151,7 +159,7 @@ func FuzzRunDeflater(f *testing.F) {
 		if chunk > 0 {
 			chunks = []int{int(chunk), int(chunk)/3 + 1}
 		}
-		if got := inflate(t, deflateChunks(data, chunks)); !bytes.Equal(got, data) {
+		if got := inflate(t, deflateChunks(t, data, chunks)); !bytes.Equal(got, data) {
 			t.Fatalf("inflated %d bytes differ from the %d written", len(got), len(data))
 		}
 	})
