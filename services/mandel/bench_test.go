@@ -155,3 +155,21 @@ func BenchmarkAppendBand(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkColorRow colours the seed view's smooth values row by row
+// into one picture (colorRow, what every render does after the kernel).
+func BenchmarkColorRow(b *testing.B) {
+	f := SeedFrame()
+	iters, err := RenderIter(context.Background(), f.Tile(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pal, _ := lookupPalette("")
+	pix := make([]byte, 4*len(iters))
+	for b.Loop() {
+		for y := range f.Height {
+			pal.colorRow(pix[4*f.Width*y:4*f.Width*(y+1)], iters[f.Width*y:f.Width*(y+1)])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(iters)), "ns/px")
+}

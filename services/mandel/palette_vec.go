@@ -1,0 +1,49 @@
+//go:build goexperiment.simd && amd64
+
+package mandel
+
+import "simd/archsimd"
+
+// hasAVX512 is whether colorRowVec can run.
+var hasAVX512 = archsimd.X86.AVX512()
+
+// colorRowVec does colorRow's work 16 values at a time with AVX-512, from
+// the start of nus, and returns how many values it did (0 without
+// AVX-512): the scalar loop does the rest. The palette index is
+// computed in float32 (nu·16 is exact there as in float64: 16 is a power
+// of 2) and truncated to int32, the same index as colorRow's int64 below
+// 2^31; a group with a larger value goes to the scalar loop. Only the
+// lookup is scalar: 16 loads from indexes stored in a buffer (there is no
+// gather in archsimd). On the seed view this took colouring from 1.40-1.61
+// to 0.98-1.09 ns a pixel (BenchmarkColorRow). (Storing the colours
+// straight into row and then the black ones, or choosing black per
+// pixel in the scalar loop, was slower.)
+func colorRowVec(p *palette, row []byte, nus []float32) int {
+	if !hasAVX512 {
+		return 0
+	}
+	scale := archsimd.BroadcastFloat32x16(float32(entriesPerIter))
+	limit := archsimd.BroadcastFloat32x16(1 << 31)
+	zero := archsimd.BroadcastFloat32x16(0)
+	indexMask := archsimd.BroadcastInt32x16(PaletteSize - 1)
+	black := archsimd.BroadcastUint32x16(blackRGBA)
+	var idx [16]int32
+	var cols [16]uint32
+	i := 0
+	for ; i+16 <= len(nus); i += 16 {
+		nu := archsimd.LoadFloat32x16Slice(nus[i : i+16])
+		pos := nu.Mul(scale)
+		if pos.GreaterEqual(limit).ToBits() != 0 {
+			break // a huge value: the scalar loop takes it from here
+		}
+		// Negative and NaN values give garbage indexes, in range and
+		// replaced by black, as in colorRow.
+		pos.ConvertToInt32().And(indexMask).StoreSlice(idx[:])
+		for j, k := range idx {
+			cols[j] = p[k&(PaletteSize-1)]
+		}
+		c := archsimd.LoadUint32x16Slice(cols[:]).Merge(black, nu.GreaterEqual(zero))
+		c.AsUint8x64().StoreSlice(row[4*i : 4*i+64])
+	}
+	return i
+}
