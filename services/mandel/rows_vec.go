@@ -2,6 +2,10 @@
 
 package mandel
 
+// Loops over a row's pixels with AVX-512: colouring (colorRow) and the
+// PNG Up filter (upRGB). Each does what it can and the portable loop
+// does the rest, with the same result.
+
 import "simd/archsimd"
 
 // hasAVX512 is whether colorRowVec can run.
@@ -46,4 +50,35 @@ func colorRowVec(p *palette, row []byte, nus []float32) int {
 		c.AsUint8x64().StoreSlice(row[4*i : 4*i+64])
 	}
 	return i
+}
+
+// hasVBMI is whether upRGBVec can run (VPERMB, a permute of bytes).
+var hasVBMI = hasAVX512 && archsimd.X86.AVX512VBMI()
+
+// rgbFromRGBA picks the R, G and B bytes of 16 RGBA pixels (the last 16
+// indexes are not used).
+var rgbFromRGBA = func() (idx [64]uint8) {
+	for i := range 48 {
+		idx[i] = uint8(i/3*4 + i%3)
+	}
+	return idx
+}()
+
+// upRGBVec does upRGB's work 16 pixels at a time with AVX-512 (the
+// subtraction of 64 bytes, a byte permute that drops the alpha bytes),
+// from the start of the row, while line has room for a 64-byte store, and
+// returns how many pixels it did (0 without AVX-512 VBMI): upRGB does the
+// rest.
+func upRGBVec(line, row, prev []byte) int {
+	if !hasVBMI {
+		return 0
+	}
+	pick := archsimd.LoadUint8x64(&rgbFromRGBA)
+	x := 0
+	for ; 4*x+64 <= len(row) && 3*x+64 <= len(line); x += 16 {
+		a := archsimd.LoadUint8x64Slice(row[4*x : 4*x+64])
+		p := archsimd.LoadUint8x64Slice(prev[4*x : 4*x+64])
+		a.Sub(p).Permute(pick).StoreSlice(line[3*x : 3*x+64])
+	}
+	return x
 }
