@@ -164,3 +164,32 @@ func FuzzRunDeflater(f *testing.F) {
 		}
 	})
 }
+
+// TestScan64Vec: the AVX-512 scan gives scan64's mask and sums.
+func TestScan64Vec(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 in this build or CPU")
+	}
+	rnd := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range []struct {
+		name string
+		byte func(i int) byte
+	}{
+		{"random", func(int) byte { return byte(rnd.Uint32()) }},
+		{"zeros", func(int) byte { return 0 }},
+		{"0xff", func(int) byte { return 0xff }},
+		{"runs", func(i int) byte { return byte(i / 5 % 3) }},
+	} {
+		p := make([]byte, 1000)
+		for i := range p {
+			p[i] = tc.byte(i)
+		}
+		for i := 1; i+64 <= len(p); i += 13 {
+			m, s, w := scan64Vec(p, i)
+			wm, ws, ww := scan64(p[i:i+64], p[i-1])
+			if m != wm || s != ws || w != ww {
+				t.Fatalf("%s at %d: %#x %d %d, want %#x %d %d", tc.name, i, m, s, w, wm, ws, ww)
+			}
+		}
+	}
+}

@@ -2,9 +2,9 @@
 
 package mandel
 
-// Loops over a row's pixels with AVX-512: colouring (colorRow) and the
-// PNG Up filter (upRGB). Each does what it can and the portable loop
-// does the rest, with the same result.
+// Loops over a row with AVX-512: colouring (colorRow), the PNG Up filter
+// (upRGB) and runDeflater's scan of 64 bytes (scan64). Each does what it
+// can and the portable code does the rest, with the same result.
 
 import "simd/archsimd"
 
@@ -81,4 +81,32 @@ func upRGBVec(line, row, prev []byte) int {
 		a.Sub(p).Permute(pick).StoreSlice(line[3*x : 3*x+64])
 	}
 	return x
+}
+
+// chunkWeights are the positions 0..63 of a 64-byte chunk (scan64Vec's
+// weighted sum).
+var chunkWeights = func() (w [64]int8) {
+	for k := range w {
+		w[k] = int8(k)
+	}
+	return w
+}()
+
+// scan64Vec is scan64 of the 64 bytes p[i:i+64] after p[i-1] (i >= 1)
+// with AVX-512 (call it only if hasAVX512): the mask from a compare with
+// the same bytes loaded one byte earlier, the byte sum from VPSADBW and
+// the weighted sum from VPMADDUBSW and VPMADDWD (at most 255*125 per
+// pair of bytes: no saturation), each summed across the vector.
+func scan64Vec(p []byte, i int) (mask, sum, wsum uint64) {
+	a := archsimd.LoadUint8x64Slice(p[i : i+64])
+	mask = a.NotEqual(archsimd.LoadUint8x64Slice(p[i-1 : i+63])).ToBits()
+	s := a.SumAbsDiff(archsimd.BroadcastUint8x64(0)).AsUint64x8()
+	s2 := s.GetLo().Add(s.GetHi())
+	s1 := s2.GetLo().Add(s2.GetHi())
+	w := a.DotProductPairsSaturated(archsimd.LoadInt8x64(&chunkWeights)).DotProductPairs(archsimd.BroadcastInt16x32(1))
+	w8 := w.GetLo().Add(w.GetHi())
+	w4 := w8.GetLo().Add(w8.GetHi())
+	w4 = w4.AddPairs(w4)
+	w4 = w4.AddPairs(w4)
+	return mask, s1.GetElem(0) + s1.GetElem(1), uint64(w4.GetElem(0))
 }
