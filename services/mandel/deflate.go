@@ -20,7 +20,8 @@ import (
 // (BenchmarkAppendBand, with the filter and Adler-32) for 104 KiB against
 // 111; on the bench's 4K frame, whose rows are busier, 130 ms against
 // 120 for 13.1 MiB against 12.6. Through the master the seed view's slaves
-// used 10-20% less CPU per frame.
+// used 10-20% less CPU per frame. (With the AVX-512 scan and filter since:
+// 1.3 ms and 116-121 ms.)
 //
 // Use: reset, write the bytes (any number of calls), finish: the stream
 // ends with a sync flush and no final block, as AppendBand promises.
