@@ -190,11 +190,15 @@ func bandRows(tile, width, height int) int {
 // request (~150 us of CPU each); on the 4K bench frame bands of ~64 Kpixel
 // (128 bands) measured faster than of ~37 Kpixel (216 bands): 432-433 ms
 // against 465-481 ms, master / in-process 1.05-1.06x against 1.13-1.18x.
+// Since the slaves compress their bands (format band), ~128 Kpixel (62
+// bands) measured faster again: master / in-process 1.02-1.12x (median
+// 1.06x) against 1.10-1.15x (median 1.12x) in six alternating pairs of
+// bench-mandel runs; ~256 Kpixel (32 bands) gave 1.04x and 1.12x.
 // Small frames are cut into at least 8 bands (tiny ones of 4 Kpixel or
 // more each) so that every slot of the
 // slaves gets one and encoding overlaps rendering: the seed's 500x500 view
 // took 5.34-5.37 ms in 7 bands against 5.58-5.78 ms in 4.
-const bandPixels = 1 << 16
+const bandPixels = 1 << 17
 
 // defaultBandRows is the band height for a frame whose request does not
 // name a tile side.
