@@ -401,8 +401,9 @@ func (r *report) footer() []string {
 		"Latency and wall times: from just before the HTTP call to the end of the reply body (for (3), to the \"done\" event). " +
 			"Every reply is checked (HTTP 200, a PNG of the right size); the pictures are decoded and compared pixel by pixel " +
 			"with an in-process render outside the timed windows.",
-		"(2) The in-process baseline includes PNG encoding (mandel.EncodePNG, the same encoder and level as the master) because the master's reply is a PNG too; " +
-			"it does not include writing the PNG anywhere (it goes to a memory buffer).",
+		"(2) The in-process baseline includes PNG encoding (mandel.EncodePNG: the Up filter and klauspost/compress's deflate at level 1, on one core) because the master's reply is a PNG too; " +
+			"it does not include writing the PNG anywhere (it goes to a memory buffer). The master's PNG is joined from bands the slaves filtered and compressed " +
+			"themselves with mandel's runDeflater (AppendBand), slightly larger.",
 		"(3) busy = the sum of the master-side wall times of a slave's tiles (fetch of one tile, queueing in the slave included); " +
 			"with several tiles in flight per slave it can exceed the wall time. imbalance = max busy / mean busy over the 2 slaves (1.00 = even). " +
 			"Per-slave columns are from the run with the median wall time; the range is over all runs. Tiles travel as base64 PNGs in the stream.",
