@@ -4,7 +4,7 @@ import "testing"
 
 func TestDefaultBandRows(t *testing.T) {
 	for _, tc := range []struct{ w, h, rows, bands int }{
-		{500, 500, 63, 8},     // the seed's view
+		{500, 500, 63, 8},    // the seed's view
 		{3840, 2160, 35, 62}, // the bench's 4K frame
 		{10, 10, 10, 1},
 		{100, 100, 50, 2},
