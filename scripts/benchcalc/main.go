@@ -52,6 +52,7 @@ type config struct {
 	slaveFlags   []string
 	wrkBin       string
 	manySlaves   int
+	slices       int
 }
 
 // scenario keys in run order, with the aliases --only accepts.
@@ -99,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.halfRate, "half-rate", 0, "request rate of master-half and master-50; 0: half of the throughput measured in master")
 	fs.StringVar(&cfg.wrkBin, "wrk", "wrk", "wrk binary (Debian package wrk) for master-wrk and nginx-wrk")
 	fs.IntVar(&cfg.manySlaves, "many-slaves", 50, "slaves of master-50 (slave-1, slave-2 and this many minus 2 more)")
+	fs.IntVar(&cfg.slices, "slices", 5, "measure master with nginx, and master-wrk with nginx-wrk, in this many alternating slices of --duration/slices each (at least 1 s for wrk) after one warm-up each, so that the machine's drift hits both sides of their ratio alike; 1: one window each, one after the other")
 	fs.IntVar(&cfg.openPool, "open-pool", 256, "goroutines (and at most connections) of the open-loop sender of master-half")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one HTTP request")
 	masterFlags := fs.String("master-flags", "", "extra flags for bin/master, space-separated (experiments: e.g. \"--policy p2c\")")
@@ -121,6 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--timeout must be positive")
 	case cfg.manySlaves < 3 || cfg.manySlaves > 500:
 		return cfg, errors.New("--many-slaves must be from 3 to 500")
+	case cfg.slices < 1 || cfg.slices > 100:
+		return cfg, errors.New("--slices must be from 1 to 100")
 	}
 	cfg.masterFlags, cfg.slaveFlags = strings.Fields(*masterFlags), strings.Fields(*slaveFlags)
 	if cfg.nginxWorkers != "auto" {
@@ -203,8 +207,9 @@ func run(args []string) int {
 	var seq atomic.Int64
 	seq.Store(1)
 	b := &bench{cfg: cfg, c: c, client: client, seq: &seq}
+	measured := map[string]bool{} // rows already measured with their pair
 	for _, s := range rep.rows {
-		if !cfg.only[s.key] || s.skipped != "" {
+		if !cfg.only[s.key] || s.skipped != "" || measured[s.key] {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -235,7 +240,13 @@ func run(args []string) int {
 			}
 			progress("%s %s: %d slaves registered and free in %s", s.num, s.key, cfg.manySlaves, time.Since(t).Round(time.Millisecond))
 		}
-		b.run(ctx, s)
+		if mate := rep.pairOf(s); mate != nil {
+			b.runPair(ctx, s, mate)
+			measured[mate.key] = true
+			failed = failed || mate.failed
+		} else {
+			b.run(ctx, s)
+		}
 		failed = failed || s.failed
 		if died := c.Deaths(s.num + " " + s.title); len(died) > 0 {
 			rep.problems = append(rep.problems, died...)
@@ -267,33 +278,22 @@ type bench struct {
 // run runs one scenario and stores its stats in s.
 func (b *bench) run(ctx context.Context, s *row) {
 	cfg := b.cfg
-	var before benchkit.CPUSnap
-	var use benchkit.CPUUse
-	ph := phases{
-		onStart: func() { before = b.c.SnapCPU() },
-		onEnd:   func() { use.Add(before, b.c.SnapCPU()) },
-	}
+	ph, use := b.cpuPhases()
 	var st *runStats
 	switch s.key {
 	case "master-wrk", "nginx-wrk":
 		b.runWrk(ctx, s)
 		return
+	case "master", "nginx":
+		st = b.closedSlice(ctx, s, cfg.warmup, cfg.duration)
 	case "direct":
 		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
 			singleJob(b.c.SlaveURLs[0]+"/compute", "expression", false), ph)
-	case "master":
-		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
-		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
-			singleJob(b.c.MasterURL+"/submit-task", "payload", true), ph)
 	case "master-half", "master-50":
 		progress("%s %s: open loop at %.0f requests/s, pool of %d, warm-up %s + %s", s.num, s.key, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration)
 		st = runOpen(ctx, b.client, s.targetRate, cfg.openPool, cfg.warmup, cfg.duration, b.seq,
 			singleJob(b.c.MasterURL+"/submit-task", "payload", true), ph)
-	case "nginx":
-		progress("%s %s: %d workers, warm-up %s + %s", s.num, s.key, cfg.concurrency, cfg.warmup, cfg.duration)
-		st = runClosed(ctx, b.client, cfg.concurrency, cfg.warmup, cfg.duration, b.seq, 1,
-			singleJob(b.c.nginxURL+"/compute", "expression", false), ph)
 	case "batch":
 		progress("%s %s: %d workers x %d expressions, warm-up %s + %s", s.num, s.key, cfg.batchConc, cfg.batchSize, cfg.warmup, cfg.duration)
 		st = runClosed(ctx, b.client, cfg.batchConc, cfg.warmup, cfg.duration, b.seq, int64(cfg.batchSize),
@@ -303,12 +303,25 @@ func (b *bench) run(ctx context.Context, s *row) {
 		s.skipped = "interrupted"
 		return
 	}
-	st.cores = b.cores(&use)
+	if st.cores == nil {
+		st.cores = b.cores(use)
+	}
 	s.st = st
 	progress("%s %s: %s %s/s, p50 %s, p99 %s, %d errors", s.num, s.key, benchkit.Commas(st.rate()), s.unit, benchkit.FmtDur(st.pct(50)), benchkit.FmtDur(st.pct(99)), st.bad)
 	for _, e := range st.errs {
 		progress("  error: %s", e)
 	}
+}
+
+// cpuPhases are the hooks of a load run that measure the CPU used in its
+// measurement window into use.
+func (b *bench) cpuPhases() (ph phases, use *benchkit.CPUUse) {
+	use = new(benchkit.CPUUse)
+	var before benchkit.CPUSnap
+	return phases{
+		onStart: func() { before = b.c.SnapCPU() },
+		onEnd:   func() { use.Add(before, b.c.SnapCPU()) },
+	}, use
 }
 
 // cores is use by column of the CPU table.
@@ -333,13 +346,31 @@ func (b *bench) cores(use *benchkit.CPUUse) map[string]float64 {
 // wrk starts to just after it exits, and wrk's own from its rusage.
 func (b *bench) runWrk(ctx context.Context, s *row) {
 	cfg := b.cfg
+	st, r := b.wrkSlice(ctx, s, cfg.warmup, cfg.duration)
+	if st == nil {
+		return
+	}
+	s.st, s.wrk = st, r
+	progress("%s %s: %s %s/s (wrk: %s requests/s), p50 %s, p99 %s, %d errors", s.num, s.key, benchkit.Commas(st.rate()), s.unit,
+		benchkit.Commas(r.reqPerSec), benchkit.FmtDur(st.pct(50)), benchkit.FmtDur(st.pct(99)), st.bad)
+	for _, e := range st.errs {
+		progress("  error: %s", e)
+	}
+}
+
+// wrkSlice runs wrk for a warm-up (when warmup > 0) and a measured window
+// of dur (whole seconds, at least 1) against s's service and returns the
+// window's stats with the CPU used in it, or nil after setting s.skipped
+// (and s.failed) when wrk failed or ctx ended.
+func (b *bench) wrkSlice(ctx context.Context, s *row, warmup, dur time.Duration) (*runStats, *wrkResult) {
+	cfg := b.cfg
 	url, field := b.c.MasterURL+"/submit-task", "payload"
 	if s.key == "nginx-wrk" {
 		url, field = b.c.nginxURL+"/compute", "expression"
 	}
 	// wrk -d takes whole seconds.
-	dur := time.Duration(math.Ceil(cfg.duration.Seconds())) * time.Second
-	warm := time.Duration(math.Ceil(cfg.warmup.Seconds())) * time.Second
+	dur = max(time.Duration(math.Ceil(dur.Seconds()))*time.Second, time.Second)
+	warm := time.Duration(math.Ceil(warmup.Seconds())) * time.Second
 	progress("%s %s: wrk -t%d -c%d, warm-up %s + %s", s.num, s.key, wrkThreads, cfg.concurrency, warm, dur)
 	once := func(name string, d time.Duration) (*wrkResult, time.Duration, error) {
 		base := b.seq.Load()
@@ -370,11 +401,11 @@ func (b *bench) runWrk(ctx context.Context, s *row) {
 		s.failed = true
 	}
 	var warmBad int64
-	if cfg.warmup > 0 {
+	if warmup > 0 {
 		r, _, err := once(s.key+"-warmup.lua", warm)
 		if err != nil {
 			fail(err)
-			return
+			return nil, nil
 		}
 		warmBad = r.non2xx + r.socketErrors()
 	}
@@ -383,7 +414,7 @@ func (b *bench) runWrk(ctx context.Context, s *row) {
 	r, cpu, err := once(s.key+".lua", dur)
 	if err != nil {
 		fail(err)
-		return
+		return nil, nil
 	}
 	var use benchkit.CPUUse
 	use.Add(before, b.c.SnapCPU())
@@ -399,10 +430,5 @@ func (b *bench) runWrk(ctx context.Context, s *row) {
 			st.cores[k] = v * window.Seconds() / st.wall.Seconds()
 		}
 	}
-	s.st, s.wrk = st, r
-	progress("%s %s: %s %s/s (wrk: %s requests/s), p50 %s, p99 %s, %d errors", s.num, s.key, benchkit.Commas(st.rate()), s.unit,
-		benchkit.Commas(r.reqPerSec), benchkit.FmtDur(st.pct(50)), benchkit.FmtDur(st.pct(99)), st.bad)
-	for _, e := range st.errs {
-		progress("  error: %s", e)
-	}
+	return st, r
 }

@@ -19,6 +19,7 @@ func TestParseFlagsOnly(t *testing.T) {
 		{args: []string{"--only", "5"}, wantErr: "add master, or give --half-rate"},
 		{args: []string{"--only", "2x"}, wantErr: "unknown scenario"},
 		{args: []string{"--many-slaves", "2"}, wantErr: "--many-slaves"},
+		{args: []string{"--slices", "0"}, wantErr: "--slices"},
 	} {
 		cfg, err := parseFlags(tc.args, io.Discard)
 		if tc.wantErr != "" {

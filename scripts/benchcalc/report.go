@@ -19,6 +19,7 @@ type row struct {
 	st                          *runStats
 	wrk                         *wrkResult // the wrk rows: what wrk printed
 	failed                      bool       // a wrk row: wrk failed (skipped says so)
+	slices                      int        // measured in this many slices alternating with its pair (0, 1: one window)
 }
 
 // moreSlavesCol is the CPU table's column of the slaves only (5) has.
@@ -136,8 +137,8 @@ func (r *report) headerLines() [][2]string {
 		{"setup", fmt.Sprintf("1 master + 2 slaves (%s)%s, all on 127.0.0.1; (5) adds slave-3 .. slave-%d (same flags), stopped after it",
 			benchkit.CapacityPhrase(r.capacity), r.nginxSetup(), r.cfg.manySlaves)},
 		{"flags", extraFlags(r.cfg)},
-		{"run", fmt.Sprintf("each scenario %s warm-up + %s measured; (1), (2), (3) closed loop with %d keep-alive workers; (2w), (3w) wrk -t%d -c%d -d%s --latency; (2h), (5) open loop; batch %d workers",
-			r.cfg.warmup, r.cfg.duration, r.cfg.concurrency, wrkThreads, r.cfg.concurrency, wrkSeconds(r.cfg.duration), r.cfg.batchConc)},
+		{"run", fmt.Sprintf("each scenario %s warm-up + %s measured; (1), (2), (3) closed loop with %d keep-alive workers; (2w), (3w) wrk -t%d -c%d -d%s --latency; (2h), (5) open loop; batch %d workers%s",
+			r.cfg.warmup, r.cfg.duration, r.cfg.concurrency, wrkThreads, r.cfg.concurrency, wrkSeconds(r.cfg.duration), r.cfg.batchConc, r.slicesPhrase())},
 	}...)
 }
 
@@ -210,6 +211,12 @@ func (r *report) resultsTable() *benchkit.Table {
 		}
 		if s.wrk != nil {
 			notes += fmt.Sprintf("; wrk %s requests/s (any status), p90 %s", benchkit.Commas(s.wrk.reqPerSec), benchkit.FmtDur(st.pct(90)))
+		}
+		if s.slices > 1 {
+			notes += fmt.Sprintf("; %d slices alternating with %s", s.slices, r.pairName(s))
+			if s.wrk != nil {
+				notes += " (percentiles: the median of the slices' own)"
+			}
 		}
 		if st.warmBad > 0 {
 			notes += fmt.Sprintf("; +%s ERRORS during warm-up", benchkit.Commas(float64(st.warmBad)))
@@ -495,4 +502,26 @@ func (r *report) print(d benchkit.Doc) {
 	d.CaptionedTable(fmt.Sprintf("CPU used during each measured window, in cores (of %d):", r.info.Cores), r.cpuTable())
 	d.Logs(r.logs)
 	d.Footer(r.interrupted, r.footer())
+}
+
+// pairName is the scenario s was measured in slices with.
+func (r *report) pairName(s *row) string {
+	for _, o := range r.rows {
+		if o != s && r.pairOf(o) == s {
+			return o.num
+		}
+	}
+	if m := r.pairOf(s); m != nil {
+		return m.num
+	}
+	return "its pair"
+}
+
+// slicesPhrase tells how the ratio pairs were measured.
+func (r *report) slicesPhrase() string {
+	if r.cfg.slices < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; (2) with (3) and (2w) with (3w) in %d alternating slices of %s each (wrk: whole seconds), one warm-up each",
+		r.cfg.slices, r.cfg.duration/time.Duration(r.cfg.slices))
 }
