@@ -148,22 +148,26 @@ func (s *Server) runBatch(ctx context.Context, exprs []string, send []int, resul
 // guarantees that an expression Check accepts can only fail evaluating).
 func classify(it *api.BatchItem, expr, msg string) {
 	if err := calc.Check(expr, calc.DefaultLimits); err != nil {
-		*it = api.BatchItem{Error: "invalid expression: " + err.Error()}
+		*it = invalidItem(err)
 		return
 	}
 	*it = api.BatchItem{Error: "evaluation failed: " + msg}
 }
 
+func invalidItem(err error) api.BatchItem {
+	return api.BatchItem{Error: "invalid expression: " + err.Error()}
+}
+
 // allInvalid reports whether every expression of a batch that could not
-// run is invalid, and if so gives each its error in place.
+// run is invalid, giving each its error in place as it goes (when one is
+// valid the batch fails, and the results are not sent).
 func allInvalid(exprs []string, idx []int, results []api.BatchItem) bool {
 	for _, i := range idx {
-		if calc.Check(exprs[i], calc.DefaultLimits) == nil {
+		err := calc.Check(exprs[i], calc.DefaultLimits)
+		if err == nil {
 			return false
 		}
-	}
-	for _, i := range idx {
-		classify(&results[i], exprs[i], "")
+		results[i] = invalidItem(err)
 	}
 	return true
 }
