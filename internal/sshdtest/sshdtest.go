@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/freeport"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -199,15 +200,14 @@ func (s *Server) Stop() {
 	}
 }
 
-// FreePort asks the kernel for an unused loopback port.
+// FreePort returns an unused loopback port (see package freeport).
 func FreePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Log is what sshd printed so far (it runs with LogLevel VERBOSE).

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/freeport"
 	"github.com/calclab/calclab/services/api"
 )
 
@@ -50,29 +50,23 @@ func Main(m *testing.M, pattern string) {
 // BinDir is the directory Main built the master and slave binaries into.
 func BinDir() string { return binDir }
 
-// FreePort returns a loopback port that is free right now.
+// FreePort returns a loopback port that is free right now, outside the
+// kernel's ephemeral range (see package freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
-// FreePorts returns n distinct loopback ports that are free right now
-// (all held open until every one is chosen).
+// FreePorts returns n distinct loopback ports that are free right now.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var out []int
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+		out = append(out, FreePort(t))
 	}
 	return out
 }

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/freeport"
 	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/dispatch"
@@ -370,11 +372,18 @@ func TestCallsToAStoppingSlaveAreRightOrFailOver(t *testing.T) {
 // (the slave restarted) is not held against the slave: the next call goes
 // on a new stream and gets its answer.
 func TestACallAfterTheSlaveRestartedSucceeds(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The slave listens again on its address after each stop: a port
+	// outside the kernel's ephemeral range, which no outgoing connection
+	// can take in between.
+	port, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := serveSlave(t, ln)
 	tg := dispatch.Target{ID: "s1", URL: "http://" + addr}
 	c := New(Config{})

@@ -54,6 +54,7 @@ import (
 	"github.com/calclab/calclab/infra/driver/hyperv"
 	"github.com/calclab/calclab/infra/driver/qemu"
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/internal/freeport"
 	"github.com/calclab/calclab/provision/cloudinit"
 	"github.com/calclab/calclab/provision/sshkeys"
 )
@@ -243,14 +244,7 @@ func (g *gen2) makeSeed() string {
 	return fmt.Sprintf("%s %s/%d via %s", g.mac, g.node.IP, prefix.Bits(), g.lab.HostIP())
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.Loopback() }
 
 // args is the VM's command line: what New-VM -Generation 2 + Set-VMFirmware
 // + Add-VMDvdDrive + Set-VMNetworkAdapter -StaticMacAddress make, in QEMU.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/calclab/calclab/infra/spec"
+	"github.com/calclab/calclab/internal/freeport"
 )
 
 // The lab network has two halves:
@@ -70,16 +71,6 @@ func portFree(port int) bool {
 	return true
 }
 
-// freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // pickPort returns want when it is free and not in taken, else a free port.
 func pickPort(want int, taken map[int]bool) (int, error) {
 	if want > 0 && want < 65536 && !taken[want] && portFree(want) {
@@ -87,7 +78,7 @@ func pickPort(want int, taken map[int]bool) (int, error) {
 		return want, nil
 	}
 	for i := 0; i < 20; i++ {
-		p, err := freePort()
+		p, err := freeport.Loopback()
 		if err != nil {
 			return 0, err
 		}

@@ -6,31 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/calclab/calclab/internal/freeport"
 )
 
 // reservedPorts are never used: a developer's lab may be running there
 // (master 5000, slaves 6001 and 6002).
 var reservedPorts = map[int]bool{5000: true, 6001: true, 6002: true}
 
-// FreePort asks the kernel for a free loopback port that is neither
+// FreePort returns a free loopback port (package freeport) that is neither
 // reserved for a developer's lab (5000, 6001, 6002) nor in taken, and adds
 // it to taken. Another process may still take it before our child binds
 // it; Cluster.StartService retries then.
 func FreePort(taken map[int]bool) (int, error) {
 	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := freeport.Loopback()
 		if err != nil {
 			return 0, fmt.Errorf("find a free port: %w", err)
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
 		if reservedPorts[port] || taken[port] {
 			continue
 		}
