@@ -42,7 +42,7 @@ func Loopback() (int, error) {
 	}
 	for range 1000 {
 		p := low + rand.IntN(hi-low)
-		if given[p] || !bindable(p) {
+		if given[p] || !Bindable(p) {
 			continue
 		}
 		given[p] = true
@@ -88,8 +88,9 @@ func kernelPick() (int, error) {
 	return 0, errors.New("find a free loopback port: the kernel gave only ports already given")
 }
 
-func bindable(p int) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+// Bindable reports whether 127.0.0.1:port can be bound now.
+func Bindable(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return false
 	}

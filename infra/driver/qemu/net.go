@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,19 +60,9 @@ func mcastPort(lab string) int {
 	return 20000 + int(binary.BigEndian.Uint16(h[:2]))%10000
 }
 
-// portFree reports whether 127.0.0.1:port can be bound now.
-func portFree(port int) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
-
 // pickPort returns want when it is free and not in taken, else a free port.
 func pickPort(want int, taken map[int]bool) (int, error) {
-	if want > 0 && want < 65536 && !taken[want] && portFree(want) {
+	if want > 0 && want < 65536 && !taken[want] && freeport.Bindable(want) {
 		taken[want] = true
 		return want, nil
 	}
