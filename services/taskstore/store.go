@@ -26,6 +26,7 @@
 package taskstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -116,6 +118,8 @@ type entry struct {
 
 	commit *commit // the commit that writes its creation; nil: on disk
 	size   int64
+	queued bool // in Store.dirty: its latest state waits for a write
+	gone   bool // removed from the store (abandoned or pruned)
 }
 
 // commit is one write of the queue: done closes when it is on disk (err
@@ -132,14 +136,19 @@ type Store struct {
 	opts Options
 	db   *bolt.DB
 
-	mu       sync.Mutex
-	tasks    map[string]*entry
-	order    []string // ids by creation, oldest first (may hold dropped ids)
-	seq      uint64
-	bytes    int64
-	pending  map[string]*entry // nil value: delete
+	mu    sync.Mutex
+	tasks map[string]*entry
+	order []string // ids by creation, oldest first (may hold dropped ids)
+	seq   uint64
+	bytes int64
+	// dirty holds the entries whose latest state waits for a write, each
+	// once (entry.queued), and deletes the ids to remove from disk; a
+	// commit removes before it puts, so an id removed and then created
+	// again ends up stored.
+	dirty    []*entry
+	deletes  []string
 	waiters  map[string]chan struct{}
-	counts   map[string]int
+	counts   [numStatuses]int
 	scanned  int     // entries pruneLocked looked at (tests: pruning stays amortised)
 	cur      *commit // the commit gathering the changes queued now
 	writing  time.Time
@@ -187,9 +196,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts:     opts,
 		db:       db,
 		tasks:    make(map[string]*entry),
-		pending:  make(map[string]*entry),
 		waiters:  make(map[string]chan struct{}),
-		counts:   make(map[string]int),
 		cur:      newCommit(),
 		progress: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
@@ -243,7 +250,7 @@ func (s *Store) load() error {
 		s.bytes += e.size
 		s.tasks[e.Task.ID] = e
 		s.order = append(s.order, e.Task.ID)
-		s.counts[e.Task.Status]++
+		s.counts[statusIndex(e.Task.Status)]++
 		if e.Seq > s.seq {
 			s.seq = e.Seq
 		}
@@ -311,8 +318,8 @@ func (s *Store) Create(ctx context.Context, t api.Task, req Request) (api.Task, 
 	s.bytes += e.size
 	s.tasks[t.ID] = e
 	s.order = append(s.order, t.ID)
-	s.counts[t.Status]++
-	s.pending[t.ID] = e
+	s.counts[statusIndex(t.Status)]++
+	s.queueLocked(e)
 	s.pruneLocked()
 	s.signal()
 	return t, true, nil
@@ -321,7 +328,7 @@ func (s *Store) Create(ctx context.Context, t api.Task, req Request) (api.Task, 
 // behindLocked says whether the writer is behind: a write has been running
 // for longer than the flush interval, or too many changes wait.
 func (s *Store) behindLocked() bool {
-	if len(s.pending) >= s.opts.MaxPending {
+	if s.queuedLocked() >= s.opts.MaxPending {
 		return true
 	}
 	return !s.writing.IsZero() && time.Since(s.writing) > s.opts.FlushEvery
@@ -387,10 +394,7 @@ func (s *Store) Abandon(id string) {
 	if !ok {
 		return
 	}
-	delete(s.tasks, id)
-	s.counts[e.Task.Status]--
-	s.bytes -= e.size
-	s.pending[id] = nil
+	s.removeLocked(e)
 	if ch, ok := s.waiters[id]; ok {
 		close(ch)
 		delete(s.waiters, id)
@@ -410,10 +414,10 @@ func (s *Store) Update(id string, fn func(*api.Task)) (api.Task, error) {
 	before := e.Task.Status
 	fn(&e.Task)
 	if e.Task.Status != before {
-		s.counts[before]--
-		s.counts[e.Task.Status]++
+		s.counts[statusIndex(before)]--
+		s.counts[statusIndex(e.Task.Status)]++
 	}
-	s.pending[id] = e
+	s.queueLocked(e)
 	if e.Task.Done() {
 		if ch, ok := s.waiters[id]; ok {
 			close(ch)
@@ -483,7 +487,7 @@ func (s *Store) List(status string, limit int, cursor string) (api.TaskList, err
 	if status == "" {
 		out.Total = len(s.tasks)
 	} else {
-		out.Total = s.counts[status]
+		out.Total = s.counts[statusIndex(status)]
 	}
 	var last uint64
 	for i := len(s.order) - 1; i >= 0; i-- {
@@ -526,9 +530,11 @@ func (s *Store) Unfinished() []Record {
 func (s *Store) Counts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.counts))
-	for k, v := range s.counts {
-		m[k] = v
+	m := make(map[string]int, len(statuses))
+	for i, st := range statuses {
+		if s.counts[i] != 0 {
+			m[st] = s.counts[i]
+		}
 	}
 	return m
 }
@@ -554,10 +560,7 @@ func (s *Store) pruneLocked() {
 			continue
 		}
 		if e.Task.Done() {
-			delete(s.tasks, id)
-			s.counts[e.Task.Status]--
-			s.bytes -= e.size
-			s.pending[id] = nil
+			s.removeLocked(e)
 			continue
 		}
 		kept = append(kept, id)
@@ -570,8 +573,50 @@ func (s *Store) pruneLocked() {
 	s.order = s.order[:n]
 }
 
+// statuses are the task statuses the store counts, by statusIndex.
+var statuses = [...]string{api.StatusQueued, api.StatusAssigned, api.StatusCompleted, api.StatusFailed}
+
+// numStatuses counts statuses and one slot for any other string.
+const numStatuses = len(statuses) + 1
+
+// statusIndex is st's slot in Store.counts (a switch, not a map: it runs
+// on every change of every task).
+func statusIndex(st string) int {
+	switch st {
+	case api.StatusQueued:
+		return 0
+	case api.StatusAssigned:
+		return 1
+	case api.StatusCompleted:
+		return 2
+	case api.StatusFailed:
+		return 3
+	}
+	return len(statuses)
+}
+
+// queueLocked queues e's latest state for the next write (once).
+func (s *Store) queueLocked(e *entry) {
+	if !e.queued {
+		e.queued = true
+		s.dirty = append(s.dirty, e)
+	}
+}
+
+// removeLocked drops e from memory and queues its removal from disk.
+func (s *Store) removeLocked(e *entry) {
+	delete(s.tasks, e.Task.ID)
+	s.counts[statusIndex(e.Task.Status)]--
+	s.bytes -= e.size
+	e.gone = true
+	s.deletes = append(s.deletes, e.Task.ID)
+}
+
+// queuedLocked is the number of changes waiting for a write.
+func (s *Store) queuedLocked() int { return len(s.dirty) + len(s.deletes) }
+
 func (s *Store) signal() {
-	if len(s.pending) >= s.opts.MaxPending/4 {
+	if s.queuedLocked() >= s.opts.MaxPending/4 {
 		select {
 		case s.kick <- struct{}{}:
 		default:
@@ -634,7 +679,7 @@ func (s *Store) writer() {
 
 type rec struct {
 	key []byte
-	val []byte // nil: delete
+	val []byte
 	e   *entry
 }
 
@@ -687,65 +732,69 @@ func appendEntry(b []byte, e *entry) ([]byte, error) {
 // the error is returned; nothing is dropped.
 func (s *Store) Flush() error {
 	s.mu.Lock()
-	if len(s.pending) == 0 {
+	if s.queuedLocked() == 0 {
 		s.mu.Unlock()
 		return nil
 	}
 	c := s.cur
 	s.cur = newCommit()
-	recs := make([]rec, 0, len(s.pending))
-	snaps := make([]entry, 0, len(s.pending))
-	for id, e := range s.pending {
-		r := rec{key: []byte(id), e: e}
-		if e != nil {
-			// A copy, encoded once the lock is released: Create and
-			// Update do not wait for the encoding.
-			snaps = append(snaps, entry{Seq: e.Seq, Task: e.Task, Req: e.Req})
+	dels := s.deletes
+	recs := make([]rec, 0, len(s.dirty))
+	snaps := make([]entry, 0, len(s.dirty))
+	for _, e := range s.dirty {
+		e.queued = false
+		if e.gone {
+			continue // its id is in dels
 		}
-		recs = append(recs, r)
+		// A copy, encoded once the lock is released: Create and Update
+		// do not wait for the encoding.
+		snaps = append(snaps, entry{Seq: e.Seq, Task: e.Task, Req: e.Req})
+		recs = append(recs, rec{key: []byte(e.Task.ID), e: e})
 	}
-	clear(s.pending)
+	clear(s.dirty)
+	s.dirty, s.deletes = s.dirty[:0], nil
 	s.writing = time.Now()
 	fault := s.fault
 	s.mu.Unlock()
 
 	var buf []byte
-	kept, i := recs[:0], 0
-	for _, r := range recs {
-		if r.e != nil {
-			if cap(buf)-len(buf) < maxRecord {
-				// A new piece rather than a grown copy: the records
-				// already written keep pointing into the old one.
-				buf = make([]byte, 0, max(64<<10, 2*maxRecord))
-			}
-			start := len(buf)
-			var err error
-			if buf, err = appendEntry(buf, &snaps[i]); err != nil {
-				// Cannot happen for api.Task; never retry it forever.
-				s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", string(r.key), "err", err)
-				buf, i = buf[:start], i+1
-				continue
-			}
-			r.val, i = buf[start:len(buf):len(buf)], i+1
+	kept := recs[:0]
+	for i, r := range recs {
+		if cap(buf)-len(buf) < maxRecord {
+			// A new piece rather than a grown copy: the records already
+			// written keep pointing into the old one.
+			buf = make([]byte, 0, max(64<<10, 2*maxRecord))
 		}
+		start := len(buf)
+		var err error
+		if buf, err = appendEntry(buf, &snaps[i]); err != nil {
+			// Cannot happen for api.Task; never retry it forever.
+			s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", string(r.key), "err", err)
+			buf = buf[:start]
+			continue
+		}
+		r.val = buf[start:len(buf):len(buf)]
 		kept = append(kept, r)
 	}
 	recs = kept
 
-	err := s.write(recs, fault)
+	err := s.write(dels, recs, fault)
 
 	s.mu.Lock()
 	s.writing = time.Time{}
 	if err != nil {
-		err = fmt.Errorf("taskstore: write %d records: %w", len(recs), err)
+		err = fmt.Errorf("taskstore: write %d records and %d removals: %w", len(recs), len(dels), err)
+		// Everything goes again, before what was queued meanwhile: the
+		// removals (a removal queued since is a repeat, harmless), and
+		// each entry not queued again or removed since (those carry
+		// their newer state themselves).
+		s.deletes = append(dels, s.deletes...)
 		for _, r := range recs {
-			id := string(r.key)
-			if _, newer := s.pending[id]; newer {
-				continue
-			}
-			s.pending[id] = r.e
-			if r.e != nil && r.e.commit == c {
+			if r.e.commit == c {
 				r.e.commit = s.cur
+			}
+			if !r.e.queued && !r.e.gone {
+				s.queueLocked(r.e)
 			}
 		}
 		s.failErr = err
@@ -761,24 +810,25 @@ func (s *Store) Flush() error {
 	return err
 }
 
-func (s *Store) write(recs []rec, fault func() error) error {
+// write removes dels, then puts recs, in one transaction.
+func (s *Store) write(dels []string, recs []rec, fault func() error) error {
 	if fault != nil {
 		if err := fault(); err != nil {
 			return err
 		}
 	}
-	sort.Slice(recs, func(i, j int) bool { return string(recs[i].key) < string(recs[j].key) })
+	slices.Sort(dels)
+	slices.SortFunc(recs, func(a, b rec) int { return bytes.Compare(a.key, b.key) })
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTasks)
 		b.FillPercent = 0.9
-		for _, r := range recs {
-			var err error
-			if r.val == nil {
-				err = b.Delete(r.key)
-			} else {
-				err = b.Put(r.key, r.val)
+		for _, id := range dels {
+			if err := b.Delete([]byte(id)); err != nil {
+				return err
 			}
-			if err != nil {
+		}
+		for _, r := range recs {
+			if err := b.Put(r.key, r.val); err != nil {
 				return err
 			}
 		}

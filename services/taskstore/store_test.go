@@ -489,3 +489,56 @@ func TestRecordEncodingIsEncodingJSONs(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedThenCreatedAgainIsStored: a commit removes before it puts, so
+// an id abandoned and created again before the write is stored with its new
+// task, and one only abandoned is gone after a reopen.
+func TestRemovedThenCreatedAgainIsStored(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		onDisk     bool   // the first task was written before it was abandoned
+		again      string // the expression of the second creation ("": none)
+		wantStored string // after a reopen ("": no task)
+	}{
+		{name: "abandoned and created again in one window", again: "2+2", wantStored: "2+2"},
+		{name: "on disk, abandoned and created again", onDisk: true, again: "3+3", wantStored: "3+3"},
+		{name: "on disk, abandoned", onDisk: true},
+		{name: "abandoned before its first write"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, Options{FlushEvery: time.Hour})
+			mustCreate(t, s, task("x", api.StatusQueued))
+			if tc.onDisk {
+				if err := s.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Abandon("x")
+			if tc.again != "" {
+				tk := task("x", api.StatusQueued)
+				tk.Expression = tc.again
+				mustCreate(t, s, tk)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open(t, dir, Options{})
+			defer s.Close()
+			got, ok := s.Get("x")
+			switch {
+			case tc.wantStored == "" && ok:
+				t.Fatalf("abandoned task stored: %+v", got)
+			case tc.wantStored != "" && (!ok || got.Expression != tc.wantStored):
+				t.Fatalf("stored %+v (found %v), want expression %q", got, ok, tc.wantStored)
+			}
+			want := 0
+			if tc.wantStored != "" {
+				want = 1
+			}
+			if c := s.Counts(); c[api.StatusQueued] != want {
+				t.Fatalf("counts after reopen %v, want %d queued", c, want)
+			}
+		})
+	}
+}
