@@ -67,7 +67,9 @@ var ErrStopped = errors.New("the master is stopping")
 
 // Config tunes a Runner.
 type Config struct {
-	// Deadline bounds a task from acceptance to its final status (30s).
+	// Deadline bounds a task from the start of its run to its final status
+	// (30s). Tasks started within one step of Deadline/1000 (1-10 ms)
+	// share one deadline, at the end of their step.
 	Deadline time.Duration
 	// MaxQueue bounds the tasks waiting for a slave, grouped or not (10000).
 	MaxQueue int
@@ -91,6 +93,7 @@ type Runner struct {
 	pool   Dispatcher
 	slaves Slaves
 	group  *grouper // nil: every task is its own call
+	due    *deadlines
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -116,6 +119,7 @@ func New(cfg Config, store Store, pool Dispatcher, slaves Slaves) *Runner {
 	}
 	r := &Runner{cfg: cfg, store: store, pool: pool, slaves: slaves}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.due = newDeadlines(r.ctx, cfg.Deadline)
 	if cfg.Group {
 		r.group = newGrouper(r, cfg.Senders)
 	}
@@ -217,7 +221,9 @@ func (r *Runner) Run(ctx context.Context, sub Submission) (api.Task, bool, error
 	}
 	r.wg.Add(1)
 	defer r.wg.Done()
-	r.run(t, sub.Request)
+	if final, ok := r.run(t, sub.Request); ok {
+		return final, true, nil
+	}
 	t, _ = r.store.Get(t.ID)
 	return t, true, nil
 }
@@ -275,11 +281,10 @@ var (
 )
 
 // run tries a task until it reaches a final status, which it records
-// exactly once. A stopping runner leaves the task unfinished.
-func (r *Runner) run(t api.Task, req taskstore.Request) {
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Deadline)
-	defer cancel()
-	ctx = httpserve.WithRequestID(ctx, req.RequestID)
+// exactly once, and returns it (ok false: the task was abandoned meanwhile,
+// or a stopping runner left it unfinished).
+func (r *Runner) run(t api.Task, req taskstore.Request) (final api.Task, ok bool) {
+	ctx := httpserve.WithRequestID(r.due.context(), req.RequestID)
 	var (
 		result float64
 		slave  string
@@ -316,24 +321,30 @@ func (r *Runner) run(t api.Task, req taskstore.Request) {
 	}
 	if r.ctx.Err() != nil && err != nil {
 		r.cfg.Logger.Info("master stopping: task left for the next start", "task", t.ID)
-		return
+		return api.Task{}, false
 	}
-	r.finish(ctx, t.ID, slave, result, err)
+	final = r.finish(ctx, t.ID, slave, result, err)
+	return final, final.ID != ""
 }
 
 // finish records the final status of a task: completed when err is nil,
 // failed with its reason otherwise.
 func (r *Runner) finish(ctx context.Context, id, slave string, result float64, err error) api.Task {
-	finished := time.Now().UTC()
+	// The finish time and the result the task points to, in one
+	// allocation.
+	v := &struct {
+		at     time.Time
+		result float64
+	}{time.Now().UTC(), result}
 	reason, msg := Classify(err, r.cfg.Deadline)
 	final, uerr := r.store.Update(id, func(t *api.Task) {
-		t.FinishedAt = &finished
-		t.DurationMS = float64(finished.Sub(t.CreatedAt).Microseconds()) / 1000
+		t.FinishedAt = &v.at
+		t.DurationMS = float64(v.at.Sub(t.CreatedAt).Microseconds()) / 1000
 		if slave != "" {
 			t.Slave = slave
 		}
 		if err == nil {
-			t.Status, t.Result, t.Error, t.Reason = api.StatusCompleted, &result, "", ""
+			t.Status, t.Result, t.Error, t.Reason = api.StatusCompleted, &v.result, "", ""
 			return
 		}
 		t.Status, t.Result, t.Error, t.Reason = api.StatusFailed, nil, msg, reason
