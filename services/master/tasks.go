@@ -298,7 +298,7 @@ func (s *Server) submit(ctx context.Context, raw []byte, asyncParam, key string)
 		e.Body.Field = "payload"
 		return submitted{}, e
 	}
-	sub := runner.Submission{ID: id, Display: display, Request: req}
+	sub := runner.Submission{ID: id, Display: display, Request: req, NewID: body.TaskID == ""}
 	var (
 		t       api.Task
 		created bool

@@ -177,6 +177,10 @@ type Submission struct {
 	ID      string
 	Display string // the expression, or the display form of an operation
 	Request taskstore.Request
+	// NewID says the master made the id now: no stored task can hold it,
+	// so Submit and Run do not look for one before admission (the store
+	// still refuses a duplicate).
+	NewID bool
 }
 
 // Submit admits and stores a task and starts running it. It returns the
@@ -192,8 +196,10 @@ func (r *Runner) Submit(ctx context.Context, sub Submission) (api.Task, bool, er
 }
 
 func (r *Runner) admitAndStore(ctx context.Context, sub Submission) (api.Task, bool, error) {
-	if t, ok := r.store.Get(sub.ID); ok {
-		return t, false, nil
+	if !sub.NewID {
+		if t, ok := r.store.Get(sub.ID); ok {
+			return t, false, nil
+		}
 	}
 	if r.ctx.Err() != nil {
 		return api.Task{}, false, ErrStopped

@@ -309,10 +309,14 @@ func (s *Store) Create(ctx context.Context, t api.Task, req Request) (api.Task, 
 		s.mu.Lock()
 	}
 	s.seq++
-	e := &entry{Seq: s.seq, Task: t, commit: s.cur}
+	// The entry and its request in one allocation.
+	er := &struct {
+		e entry
+		r Request
+	}{e: entry{Seq: s.seq, Task: t, commit: s.cur}, r: req}
+	e := &er.e
 	if !req.Empty() {
-		r := req
-		e.Req = &r
+		e.Req = &er.r
 	}
 	e.size = entrySize(t, e.Req)
 	s.bytes += e.size
@@ -749,7 +753,7 @@ func (s *Store) Flush() error {
 		// A copy, encoded once the lock is released: Create and Update
 		// do not wait for the encoding.
 		snaps = append(snaps, entry{Seq: e.Seq, Task: e.Task, Req: e.Req})
-		recs = append(recs, rec{key: []byte(e.Task.ID), e: e})
+		recs = append(recs, rec{e: e})
 	}
 	clear(s.dirty)
 	s.dirty, s.deletes = s.dirty[:0], nil
@@ -765,15 +769,18 @@ func (s *Store) Flush() error {
 			// written keep pointing into the old one.
 			buf = make([]byte, 0, max(64<<10, 2*maxRecord))
 		}
+		// The key, then the record, in the same piece.
 		start := len(buf)
+		buf = append(buf, snaps[i].Task.ID...)
+		r.key = buf[start:len(buf):len(buf)]
 		var err error
 		if buf, err = appendEntry(buf, &snaps[i]); err != nil {
 			// Cannot happen for api.Task; never retry it forever.
-			s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", string(r.key), "err", err)
+			s.opts.Logger.Error("taskstore: cannot encode task; not stored", "task", snaps[i].Task.ID, "err", err)
 			buf = buf[:start]
 			continue
 		}
-		r.val = buf[start:len(buf):len(buf)]
+		r.val = buf[start+len(r.key) : len(buf) : len(buf)]
 		kept = append(kept, r)
 	}
 	recs = kept
