@@ -140,9 +140,11 @@ func headerHas(h http.Header, name, token string) bool {
 
 // serveStream reads groups of requests (a request and every one already
 // buffered behind it, up to maxStreamGroup), evaluates each group in one
-// of the slave's slots and writes its answers in one write. Groups run
-// concurrently, up to the slave's capacity; the reader waits for a slot,
-// so a busy slave stops reading and TCP holds the master back.
+// of the slave's slots and writes its answers in one write. A group of a
+// few short expressions (inlineGroupBytes) is evaluated on the reader
+// itself; larger groups run concurrently, up to the slave's capacity. The
+// reader waits for a slot, so a busy slave stops reading and TCP holds the
+// master back.
 func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 	var (
 		wmu    sync.Mutex
@@ -170,9 +172,7 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 		// A group read is answered, even when the slave started to stop
 		// meanwhile (streams.stop then ends the reading, not the answers).
 		release, _ := s.slot(context.Background()) // no context to end: it waits
-		groups.Add(1)
-		go func() {
-			defer groups.Done()
+		answer := func() {
 			out := s.evalGroup(group)
 			release()
 			wmu.Lock()
@@ -181,11 +181,37 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 			if err != nil {
 				_ = conn.Close() // the reader stops too; the master retries elsewhere
 			}
-		}()
+		}
+		if groupBytes(group) <= inlineGroupBytes {
+			// A few short expressions take microseconds: evaluated here,
+			// they cost no goroutine and no wake-up, and the frames that
+			// arrive meanwhile make the next group.
+			answer()
+		} else {
+			groups.Add(1)
+			go func() {
+				defer groups.Done()
+				answer()
+			}()
+		}
 		if stop != nil {
 			return stop // the whole frames before it are answered
 		}
 	}
+}
+
+// inlineGroupBytes is the most expression bytes a group may hold to be
+// evaluated on the stream's reader: a few short expressions, microseconds of
+// work, so the reader is not held back from the next frames for long.
+const inlineGroupBytes = 256
+
+// groupBytes counts a group's expression bytes.
+func groupBytes(group []taskstream.Request) int {
+	n := 0
+	for _, r := range group {
+		n += len(r.Expr)
+	}
+	return n
 }
 
 // stopping is errStopping for a read that the stop's deadline ended, and

@@ -135,3 +135,79 @@ func TestStreamEndpointRefusesAPlainRequest(t *testing.T) {
 		t.Fatalf("%d %s %s", res.StatusCode, res.Header.Get("Upgrade"), body)
 	}
 }
+
+// TestStreamAnswersEveryRequestOnceWhateverItsGroup: groups of a few short
+// expressions (evaluated on the stream's reader) and larger ones (in
+// goroutines of their own), alone or mixed, valid or not: every request is
+// answered once, with its own value or error.
+func TestStreamAnswersEveryRequestOnceWhateverItsGroup(t *testing.T) {
+	short := func(i int) string { return fmt.Sprintf("%d * 2 - %d", i, i) }                     // i
+	long := func(i int) string { return fmt.Sprintf("%d + %s0", i, strings.Repeat("0*", 200)) } // i
+	for _, tc := range []struct {
+		name     string
+		n        int
+		expr     func(i int) string
+		oneByOne bool // each request written alone, its answer read before the next
+	}{
+		{"short, one by one", 50, short, true},
+		{"short, all at once", 2000, short, false},
+		{"long, all at once", 300, long, false},
+		{"mixed, with invalid ones", 1000, func(i int) string {
+			switch i % 3 {
+			case 0:
+				return long(i)
+			case 1:
+				return short(i)
+			}
+			return "(" // invalid
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.Master, cfg.Capacity = "", 2
+			_, addr, _ := serve(t, cfg)
+			conn, r := openStream(t, addr)
+			check := func(a taskstream.Answer, seen map[uint64]bool) {
+				t.Helper()
+				i := int(a.ID)
+				switch {
+				case a.ID >= uint64(tc.n) || seen[a.ID]:
+					t.Fatalf("answer for id %d: unknown or repeated", a.ID)
+				case tc.expr(i) == "(" && a.Error == "":
+					t.Fatalf("invalid request %d answered %v", i, a.Result)
+				case tc.expr(i) != "(" && (a.Error != "" || a.Result != float64(i)):
+					t.Fatalf("request %d answered %+v", i, a)
+				}
+				seen[a.ID] = true
+			}
+			seen := map[uint64]bool{}
+			var frames []byte
+			for i := range tc.n {
+				frames = taskstream.AppendRequest(frames, uint64(i), tc.expr(i), "")
+				if !tc.oneByOne {
+					continue
+				}
+				if _, err := conn.Write(frames); err != nil {
+					t.Fatal(err)
+				}
+				frames = frames[:0]
+				a, err := taskstream.ReadAnswer(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(a, seen)
+			}
+			if len(frames) > 0 {
+				go conn.Write(frames) // the slave answers while we still write
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for len(seen) < tc.n {
+				a, err := taskstream.ReadAnswer(r)
+				if err != nil {
+					t.Fatalf("after %d answers: %v", len(seen), err)
+				}
+				check(a, seen)
+			}
+		})
+	}
+}
