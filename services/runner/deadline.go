@@ -27,7 +27,7 @@ type deadlines struct {
 // deadlineStep is the context of the tasks accepted in one step.
 type deadlineStep struct {
 	ctx    context.Context
-	cancel context.CancelFunc // called by its own timer's end, or the parent's
+	cancel context.CancelFunc // never called early: its own timer ends it at end, the runner's stop before
 	end    time.Time
 }
 

@@ -172,31 +172,34 @@ func (s *Slave) serveStream(conn net.Conn, r *bufio.Reader) error {
 		// A group read is answered, even when the slave started to stop
 		// meanwhile (streams.stop then ends the reading, not the answers).
 		release, _ := s.slot(context.Background()) // no context to end: it waits
-		answer := func() {
-			out := s.evalGroup(group)
-			release()
-			wmu.Lock()
-			_, err := conn.Write(out)
-			wmu.Unlock()
-			if err != nil {
-				_ = conn.Close() // the reader stops too; the master retries elsewhere
-			}
-		}
 		if groupBytes(group) <= inlineGroupBytes {
 			// A few short expressions take microseconds: evaluated here,
 			// they cost no goroutine and no wake-up, and the frames that
 			// arrive meanwhile make the next group.
-			answer()
+			s.answerGroup(conn, &wmu, group, release)
 		} else {
 			groups.Add(1)
 			go func() {
 				defer groups.Done()
-				answer()
+				s.answerGroup(conn, &wmu, group, release)
 			}()
 		}
 		if stop != nil {
 			return stop // the whole frames before it are answered
 		}
+	}
+}
+
+// answerGroup evaluates a group in the slot release gives back, and writes
+// its answers in one write (wmu keeps groups' writes whole).
+func (s *Slave) answerGroup(conn net.Conn, wmu *sync.Mutex, group []taskstream.Request, release func()) {
+	out := s.evalGroup(group)
+	release()
+	wmu.Lock()
+	_, err := conn.Write(out)
+	wmu.Unlock()
+	if err != nil {
+		_ = conn.Close() // the reader stops too; the master retries elsewhere
 	}
 }
 
