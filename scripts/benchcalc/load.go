@@ -34,7 +34,8 @@ func sameFloat(got, want float64) bool {
 // worker is the per-goroutine state of the load generator: buffers are
 // reused from one request to the next.
 type worker struct {
-	client *http.Client
+	client *http.Client // batches
+	raw    rawConn      // one-task requests
 	ctx    context.Context
 	body   []byte
 	buf    bytes.Buffer
@@ -117,19 +118,39 @@ func (w *worker) post(url string) (int, []byte, error) {
 	return res.StatusCode, w.buf.Bytes(), nil
 }
 
+// postRaw is post on the worker's rawConn, which it dials to t's host
+// when it has none (or one to another host).
+func (w *worker) postRaw(t rawTarget) (int, []byte, error) {
+	if w.raw.conn != nil && w.raw.host != t.host {
+		w.raw.close()
+	}
+	w.raw.host = t.host
+	w.sent = time.Now()
+	code, err := w.raw.post(w.ctx, t.path, w.body, w.client.Timeout, &w.buf)
+	w.recvd = time.Now()
+	if err != nil {
+		return code, nil, err
+	}
+	return code, w.buf.Bytes(), nil
+}
+
 // job sends request number seq and verifies the reply: it returns how many
 // items were right and how many wrong, and the first problem.
 type job func(w *worker, seq int64) (good, bad int64, err error)
 
-// singleJob posts {"<field>": "<expr>"} to url. withStatus: the reply is a
-// master task, which must also say "completed".
+// singleJob posts {"<field>": "<expr>"} to url, on the worker's rawConn.
+// withStatus: the reply is a master task, which must also say "completed".
 func singleJob(url, field string, withStatus bool) job {
 	head := `{"` + field + `":"`
+	t, perr := parseTarget(url)
 	return func(w *worker, seq int64) (int64, int64, error) {
+		if perr != nil {
+			return 0, 1, perr
+		}
 		w.body = append(w.body[:0], head...)
 		w.body = appendExpr(w.body, seq)
 		w.body = append(w.body, `"}`...)
-		code, data, err := w.post(url)
+		code, data, err := w.postRaw(t)
 		if err != nil {
 			return 0, 1, err
 		}
@@ -249,6 +270,12 @@ func newWorkers(ctx context.Context, client *http.Client, n int, capHint int) []
 	return ws
 }
 
+func closeRaw(ws []*worker) {
+	for _, w := range ws {
+		w.raw.close()
+	}
+}
+
 func merge(ws []*worker, mStart time.Time, dur time.Duration, errs *benchkit.ErrLog) *runStats {
 	st := &runStats{}
 	last := mStart.Add(dur)
@@ -330,6 +357,7 @@ func runClosed(ctx context.Context, client *http.Client, conc int, warmup, dur t
 	}
 	wg.Wait()
 	win.close(ph.onEnd)
+	closeRaw(ws)
 	return merge(ws, mStart, dur, &errs)
 }
 
@@ -391,6 +419,7 @@ pace:
 	close(jobs)
 	wg.Wait()
 	win.close(ph.onEnd)
+	closeRaw(ws)
 	st := merge(ws, mStart, dur, &errs)
 	st.sent = sent
 	st.achieved = float64(sent) / max(dur, lastSend.Sub(mStart)).Seconds()

@@ -49,6 +49,7 @@ type config struct {
 	openPool     int
 	timeout      time.Duration
 	masterFlags  []string
+	masterProcs  int
 	slaveFlags   []string
 	wrkBin       string
 	manySlaves   int
@@ -103,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.slices, "slices", 5, "measure master with nginx, and master-wrk with nginx-wrk, in this many alternating slices of --duration/slices each (at least 1 s for wrk) after one warm-up each, so that the machine's drift hits both sides of their ratio alike; 1: one window each, one after the other")
 	fs.IntVar(&cfg.openPool, "open-pool", 256, "goroutines (and at most connections) of the open-loop sender of master-half")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one HTTP request")
+	fs.IntVar(&cfg.masterProcs, "master-procs", 1, "the master's GOMAXPROCS: 1 as on the lab's master VM (lab.yaml gives it 1 CPU); 0: Go's default, one per CPU of this machine")
 	masterFlags := fs.String("master-flags", "", "extra flags for bin/master, space-separated (experiments: e.g. \"--policy p2c\")")
 	slaveFlags := fs.String("slave-flags", "", "extra flags for both bin/slave, space-separated (experiments: e.g. \"--capacity 8\")")
 	if err := benchkit.ParseFlags(fs, args); err != nil {
@@ -125,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--many-slaves must be from 3 to 500")
 	case cfg.slices < 1 || cfg.slices > 100:
 		return cfg, errors.New("--slices must be from 1 to 100")
+	case cfg.masterProcs < 0 || cfg.masterProcs > 256:
+		return cfg, errors.New("--master-procs must be from 0 (Go's default) to 256")
 	}
 	cfg.masterFlags, cfg.slaveFlags = strings.Fields(*masterFlags), strings.Fields(*slaveFlags)
 	if cfg.nginxWorkers != "auto" {
@@ -163,6 +167,7 @@ func run(args []string) int {
 	}
 	defer c.Shutdown()
 
+	c.MasterProcs = cfg.masterProcs
 	if err := c.StartCalclab(ctx, cfg.binDir, cfg.masterFlags, cfg.slaveFlags, false); err != nil {
 		if ctx.Err() != nil {
 			return benchkit.ExitInterrupted
@@ -170,7 +175,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "benchcalc: start:", err)
 		return benchkit.ExitFailed
 	}
-	rep.capacity = c.Capacity
+	rep.capacity, rep.masterProcs = c.Capacity, c.MasterGOMAXPROCS
 	failed := false
 	if cfg.only["nginx"] || cfg.only["nginx-wrk"] {
 		switch {

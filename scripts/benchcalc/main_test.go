@@ -20,6 +20,7 @@ func TestParseFlagsOnly(t *testing.T) {
 		{args: []string{"--only", "2x"}, wantErr: "unknown scenario"},
 		{args: []string{"--many-slaves", "2"}, wantErr: "--many-slaves"},
 		{args: []string{"--slices", "0"}, wantErr: "--slices"},
+		{args: []string{"--master-procs", "-1"}, wantErr: "--master-procs"},
 	} {
 		cfg, err := parseFlags(tc.args, io.Discard)
 		if tc.wantErr != "" {

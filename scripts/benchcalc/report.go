@@ -41,6 +41,7 @@ type report struct {
 	wrk         string // wrk -v; empty when not installed
 	rows        []*row
 	capacity    [2]int
+	masterProcs int // the master's GOMAXPROCS, from its metrics
 	interrupted bool
 	problems    []string // children that died
 	logs        []string // what the services logged
@@ -136,7 +137,7 @@ func (r *report) headerLines() [][2]string {
 		{"load", r.info.Load},
 		{"setup", fmt.Sprintf("1 master + 2 slaves (%s)%s, all on 127.0.0.1; (5) adds slave-3 .. slave-%d (same flags), stopped after it",
 			benchkit.CapacityPhrase(r.capacity), r.nginxSetup(), r.cfg.manySlaves)},
-		{"flags", extraFlags(r.cfg)},
+		{"flags", extraFlags(r.cfg) + r.procsPhrase()},
 		{"run", fmt.Sprintf("each scenario %s warm-up + %s measured; (1), (2), (3) closed loop with %d keep-alive workers; (2w), (3w) wrk -t%d -c%d -d%s --latency; (2h), (5) open loop; batch %d workers%s",
 			r.cfg.warmup, r.cfg.duration, r.cfg.concurrency, wrkThreads, r.cfg.concurrency, wrkSeconds(r.cfg.duration), r.cfg.batchConc, r.slicesPhrase())},
 	}...)
@@ -163,6 +164,16 @@ func (r *report) skipReason(s *row) string {
 		return s.skipped
 	}
 	return "not run (--only)"
+}
+
+// procsPhrase says which GOMAXPROCS the master ran with, as its metrics
+// reported it.
+func (r *report) procsPhrase() string {
+	how := "Go's default, one per CPU (--master-procs 0)"
+	if r.cfg.masterProcs > 0 {
+		how = "--master-procs; the lab's master VM has 1 CPU"
+	}
+	return fmt.Sprintf("; master GOMAXPROCS %d (%s)", r.masterProcs, how)
 }
 
 func extraFlags(cfg config) string {

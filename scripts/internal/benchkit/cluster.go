@@ -38,6 +38,13 @@ type Cluster struct {
 
 	// Capacity is each slave's capacity as the master reports it.
 	Capacity [2]int
+
+	// MasterProcs, when positive, is the master's GOMAXPROCS (set before
+	// StartCalclab); 0 leaves Go's default, one per CPU of this machine.
+	MasterProcs int
+	// MasterGOMAXPROCS is the GOMAXPROCS the started master reports in
+	// its metrics (go_sched_gomaxprocs_threads).
+	MasterGOMAXPROCS int
 }
 
 // NewCluster creates the temp dir (prog-*) of a cluster that has nothing
@@ -149,7 +156,11 @@ func (c *Cluster) StartCalclab(ctx context.Context, binDir string, masterFlags, 
 			return nil, err
 		}
 		args = append(append(args, pp...), masterFlags...)
-		return c.StartProc("master", filepath.Join(c.Dir, "master.log"), masterBin, args...)
+		var env []string
+		if c.MasterProcs > 0 {
+			env = []string{fmt.Sprintf("GOMAXPROCS=%d", c.MasterProcs)}
+		}
+		return c.StartProcEnv("master", filepath.Join(c.Dir, "master.log"), env, masterBin, args...)
 	}, func(p *Proc, port int) error {
 		return WaitFor(ctx, p, 15*time.Second, "master", Healthy(c.MasterURL))
 	})
@@ -176,9 +187,34 @@ func (c *Cluster) StartCalclab(ctx context.Context, binDir string, masterFlags, 
 	}
 	err = WaitFor(ctx, c.Master, 20*time.Second, "GET /slaves listing slave-1 and slave-2 as free", c.slavesFree)
 	if err == nil {
+		err = c.readMasterProcs()
+	}
+	if err == nil {
 		c.progress("master %s, slave-1 %s, slave-2 %s", c.MasterURL, c.SlaveURLs[0], c.SlaveURLs[1])
 	}
 	return err
+}
+
+// readMasterProcs records the master's GOMAXPROCS from its metrics and
+// checks that it is MasterProcs when that was set.
+func (c *Cluster) readMasterProcs() error {
+	data, err := GetOK(c.MasterURL + "/metrics")
+	if err != nil {
+		return err
+	}
+	const name = "go_sched_gomaxprocs_threads "
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			if _, err := fmt.Sscan(v, &c.MasterGOMAXPROCS); err != nil {
+				return fmt.Errorf("master metrics: %q: %w", strings.TrimSpace(line), err)
+			}
+			if c.MasterProcs > 0 && c.MasterGOMAXPROCS != c.MasterProcs {
+				return fmt.Errorf("the master runs with GOMAXPROCS %d, not the %d it was started with", c.MasterGOMAXPROCS, c.MasterProcs)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("the master's metrics have no %s", strings.TrimSpace(name))
 }
 
 // slavesFree checks that the master lists both slaves as free, at the

@@ -72,13 +72,19 @@ func childEnv() []string {
 // reaches only us, and we stop the children in order) and is killed by the
 // kernel if we are killed outright (Pdeathsig).
 func (c *Cluster) StartProc(name, logPath, bin string, args ...string) (*Proc, error) {
+	return c.StartProcEnv(name, logPath, nil, bin, args...)
+}
+
+// StartProcEnv is StartProc with env ("NAME=value") added to the child's
+// environment.
+func (c *Cluster) StartProcEnv(name, logPath string, env []string, bin string, args ...string) (*Proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
