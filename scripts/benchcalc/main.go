@@ -104,7 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.slices, "slices", 5, "measure master with nginx, and master-wrk with nginx-wrk, in this many alternating slices of --duration/slices each (at least 1 s for wrk) after one warm-up each, so that the machine's drift hits both sides of their ratio alike; 1: one window each, one after the other")
 	fs.IntVar(&cfg.openPool, "open-pool", 256, "goroutines (and at most connections) of the open-loop sender of master-half")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one HTTP request")
-	fs.IntVar(&cfg.masterProcs, "master-procs", 1, "the master's GOMAXPROCS: 1 as on the lab's master VM (lab.yaml gives it 1 CPU); 0: Go's default, one per CPU of this machine")
+	fs.IntVar(&cfg.masterProcs, "master-procs", 0, "the master's GOMAXPROCS; 0: Go's default, one per CPU of this machine, as nginx's worker_processes auto (experiments: 1 as on the lab's 1-CPU master VM)")
 	masterFlags := fs.String("master-flags", "", "extra flags for bin/master, space-separated (experiments: e.g. \"--policy p2c\")")
 	slaveFlags := fs.String("slave-flags", "", "extra flags for both bin/slave, space-separated (experiments: e.g. \"--capacity 8\")")
 	if err := benchkit.ParseFlags(fs, args); err != nil {

@@ -169,9 +169,9 @@ func (r *report) skipReason(s *row) string {
 // procsPhrase says which GOMAXPROCS the master ran with, as its metrics
 // reported it.
 func (r *report) procsPhrase() string {
-	how := "Go's default, one per CPU (--master-procs 0)"
+	how := "Go's default, one per CPU"
 	if r.cfg.masterProcs > 0 {
-		how = "--master-procs; the lab's master VM has 1 CPU"
+		how = "--master-procs"
 	}
 	return fmt.Sprintf("; master GOMAXPROCS %d (%s)", r.masterProcs, how)
 }
@@ -486,7 +486,9 @@ func (r *report) footer() []string {
 			"they are not the capacity of a real deployment.", n),
 		"Latency: per request, from just before the HTTP call to the end of the reply body, successful requests only. " +
 			"Throughput: verified results per second over the measured window. Every reply is checked (HTTP 200 and the right value); " +
-			"every expression is distinct (\"<i> * (2 + 3) - 7 / 2\").",
+			"every expression is distinct (\"<i> * (2 + 3) - 7 / 2\"). " +
+			"benchcalc sends one-task requests ((1), (2), (3), (2h), (5)) on its own minimal HTTP/1.1 client, one keep-alive connection per worker " +
+			"read on the worker's goroutine (net/http's client cost it 3x wrk's CPU per request), and batches with net/http.",
 		fmt.Sprintf("(2h) paces requests from a pool of %d goroutines; Go timers on Linux wake about once a millisecond, "+
 			"so above ~1,000 requests/s they leave in small bursts.", r.cfg.openPool),
 		"nginx: worker_processes " + nginxWorkerCount(r.cfg.nginxWorkers) + ", upstream least_conn with keepalive 64, " +
