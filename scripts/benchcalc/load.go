@@ -192,32 +192,40 @@ func batchJob(url string, size int) job {
 		if code != http.StatusOK {
 			return 0, n, fmt.Errorf("HTTP %d: %s", code, benchkit.Snippet(data))
 		}
-		// Unmarshal reuses the slice's elements without zeroing them.
-		r := w.many.Results[:cap(w.many.Results)]
-		clear(r)
-		w.many = batchReply{Results: r[:0]}
-		if err := json.Unmarshal(data, &w.many); err != nil {
-			return 0, n, fmt.Errorf("decode reply: %v: %s", err, benchkit.Snippet(data))
+		if good, bad, first, ok := checkBatchFast(data, seq, size); ok {
+			return good, bad, first
 		}
-		if len(w.many.Results) != size || w.many.Count != size {
-			return 0, n, fmt.Errorf("batch of %d answered with count %d and %d results", size, w.many.Count, len(w.many.Results))
-		}
-		var bad int64
-		var first error
-		for k, it := range w.many.Results {
-			want := expected(seq + int64(k))
-			if it.Error != "" || !sameFloat(it.Result, want) {
-				bad++
-				if first == nil {
-					first = fmt.Errorf("batch item %q: result %v, error %q, want %v", appendExpr(nil, seq+int64(k)), it.Result, it.Error, want)
-				}
+		// Not the shape checkBatchFast reads: encoding/json says what it is.
+		return w.checkBatchJSON(data, seq, size)
+	}
+}
+
+// checkBatchJSON is checkBatchFast with encoding/json, for any reply.
+func (w *worker) checkBatchJSON(data []byte, seq int64, size int) (good, bad int64, first error) {
+	n := int64(size)
+	// Unmarshal reuses the slice's elements without zeroing them.
+	r := w.many.Results[:cap(w.many.Results)]
+	clear(r)
+	w.many = batchReply{Results: r[:0]}
+	if err := json.Unmarshal(data, &w.many); err != nil {
+		return 0, n, fmt.Errorf("decode reply: %v: %s", err, benchkit.Snippet(data))
+	}
+	if len(w.many.Results) != size || w.many.Count != size {
+		return 0, n, fmt.Errorf("batch of %d answered with count %d and %d results", size, w.many.Count, len(w.many.Results))
+	}
+	for k, it := range w.many.Results {
+		want := expected(seq + int64(k))
+		if it.Error != "" || !sameFloat(it.Result, want) {
+			bad++
+			if first == nil {
+				first = fmt.Errorf("batch item %q: result %v, error %q, want %v", appendExpr(nil, seq+int64(k)), it.Result, it.Error, want)
 			}
 		}
-		if first == nil && w.many.Failed != 0 {
-			first = fmt.Errorf("batch reply says failed=%d but every result is right", w.many.Failed)
-		}
-		return n - bad, bad, first
 	}
+	if first == nil && w.many.Failed != 0 {
+		first = fmt.Errorf("batch reply says failed=%d but every result is right", w.many.Failed)
+	}
+	return n - bad, bad, first
 }
 
 // runStats is the outcome of one load run's measurement window.
