@@ -150,6 +150,8 @@ func readReply(br *bufio.Reader, into *bytes.Buffer) (code int, closeAfter bool,
 	}
 	into.Reset()
 	switch {
+	case code < 200 || code == 204 || code == 304:
+		// no body (a 1xx is not expected: no request says Expect)
 	case chunked:
 		err = readChunked(br, into)
 	case length >= 0:

@@ -27,6 +27,7 @@ func TestReadReply(t *testing.T) {
 		{name: "content-length", in: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1", code: 200, body: "hello", rest: "HTTP/1.1"},
 		{name: "chunked with trailer", in: "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\nnext", code: 201, body: "abcde", rest: "next"},
 		{name: "connection close", in: "HTTP/1.1 503 Service Unavailable\r\nconnection: Close\r\ncontent-length: 2\r\n\r\n{}", code: 503, body: "{}", closeConn: true},
+		{name: "no content", in: "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1", code: 204, rest: "HTTP/1.1"},
 		{name: "body to the end", in: "HTTP/1.1 200 OK\r\n\r\nall of it", code: 200, body: "all of it", closeConn: true},
 		{name: "truncated body", in: "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", wantErr: "unexpected EOF"},
 		{name: "truncated chunk", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", wantErr: "unexpected EOF"},
