@@ -57,7 +57,9 @@ func (l *Lab) writeSSHConfig() error {
 	if err := os.MkdirAll(l.StateDir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(l.sshConfigFile(), []byte(cfg), 0o644)
+	// Atomic: `lab ssh` on several nodes at once (the VM test does) must
+	// not let one ssh read the file while another truncated it.
+	return sshkeys.WriteFileAtomic(l.sshConfigFile(), []byte(cfg), 0o644)
 }
 
 // SSH runs OpenSSH's ssh with the lab's ssh_config on node (an interactive

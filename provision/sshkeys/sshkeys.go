@@ -76,7 +76,7 @@ func EnsureKeyPair(dir string) (signer ssh.Signer, authorizedKey string, err err
 	authorizedKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + KeyComment
 	// Rewrite the .pub when it is missing or holds another key.
 	if old, err := os.ReadFile(pubPath); err != nil || !samePublicKey(old, signer.PublicKey()) {
-		if err := writeFileAtomic(pubPath, []byte(authorizedKey+"\n"), 0o644); err != nil {
+		if err := WriteFileAtomic(pubPath, []byte(authorizedKey+"\n"), 0o644); err != nil {
 			return nil, "", fmt.Errorf("sshkeys: %w", err)
 		}
 	}
@@ -92,7 +92,7 @@ func generate(privPath string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sshkeys: encode key: %w", err)
 	}
-	if err := writeFileAtomic(privPath, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := WriteFileAtomic(privPath, pem.EncodeToMemory(block), 0o600); err != nil {
 		return nil, fmt.Errorf("sshkeys: %w", err)
 	}
 	signer, err := ssh.NewSignerFromKey(priv)
@@ -107,9 +107,11 @@ func samePublicKey(line []byte, key ssh.PublicKey) bool {
 	return err == nil && bytes.Equal(pub.Marshal(), key.Marshal())
 }
 
-// writeFileAtomic writes data to a temporary file next to path, with perm,
-// and renames it into place.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// WriteFileAtomic writes data to a temporary file next to path, with perm,
+// and renames it into place: a reader at the same time (ssh -F reading the
+// lab's ssh_config while another `lab ssh` rewrites it) sees the old file
+// or the new one, never a truncated one.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -319,7 +321,7 @@ func (k *KnownHosts) Forget(hostname string) error {
 	if !removed {
 		return nil
 	}
-	if err := writeFileAtomic(k.path, out.Bytes(), 0o600); err != nil {
+	if err := WriteFileAtomic(k.path, out.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("sshkeys: %w", err)
 	}
 	return nil

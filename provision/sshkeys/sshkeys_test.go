@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -300,3 +301,50 @@ func TestKnownHostsConcurrent(t *testing.T) {
 }
 
 func pemEncode(b *pem.Block) []byte { return pem.EncodeToMemory(b) }
+
+// TestWriteFileAtomicNeverShowsAPartialFile: while one goroutine rewrites a
+// file, readers see either the old content or the new, whole (what
+// os.WriteFile, which truncates first, does not give: a concurrent `lab ssh`
+// read an empty ssh_config and tried to resolve "slave-1").
+func TestWriteFileAtomicNeverShowsAPartialFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ssh_config")
+	versions := [2][]byte{bytes.Repeat([]byte("Host a\n"), 4096), bytes.Repeat([]byte("Host b\n"), 4096)}
+	if err := WriteFileAtomic(path, versions[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads, bad atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b, err := os.ReadFile(path)
+				reads.Add(1)
+				if err != nil || !(bytes.Equal(b, versions[0]) || bytes.Equal(b, versions[1])) {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	for i := range 300 {
+		if err := WriteFileAtomic(path, versions[i%2], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if bad.Load() > 0 || reads.Load() == 0 {
+		t.Fatalf("%d of %d reads saw a partial or missing file", bad.Load(), reads.Load())
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v (%v), want 0644", fi.Mode().Perm(), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".ssh_config.*")); len(left) > 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
