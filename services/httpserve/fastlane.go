@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,6 +251,7 @@ func (f *front) serve(c *fastConn) {
 	bw := fastWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	handedOff := false
+	served := false // a request was served on this connection
 	// The request and reply being served: one allocation per connection
 	// (the handler's pointers would move per-request ones to the heap).
 	rr := new(struct {
@@ -271,6 +273,13 @@ func (f *front) serve(c *fastConn) {
 		if br.Buffered() == 0 {
 			if f.stopping.Load() {
 				return
+			}
+			if served {
+				// Let the goroutines that are ready run first: under
+				// load the client's next request arrives meanwhile, and
+				// the read below finds it instead of finding nothing and
+				// parking until the poller wakes this goroutine.
+				runtime.Gosched()
 			}
 			_ = c.SetReadDeadline(time.Now().Add(fastIdleTimeout))
 			if _, err := br.Peek(1); err != nil {
@@ -300,6 +309,7 @@ func (f *front) serve(c *fastConn) {
 			return
 		}
 		c.active.Store(false)
+		served = true
 	}
 }
 
