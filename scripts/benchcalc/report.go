@@ -294,11 +294,15 @@ func fmtPerSec(unit string) func(float64) string {
 
 // masterPerItem is the master's CPU per verified task (or expression) of
 // the scenario, in µs; false when it was not measured.
-func (s *row) masterPerItem() (float64, bool) {
+func (s *row) masterPerItem() (float64, bool) { return s.perItem("master") }
+
+// perItem is part's CPU (a process: "master", "nginx") per verified task
+// (or expression) of the scenario, in µs; false when it was not measured.
+func (s *row) perItem(part string) (float64, bool) {
 	if s.st == nil {
 		return 0, false
 	}
-	c, ok := s.st.cores["master"]
+	c, ok := s.st.cores[part]
 	rate := s.st.rate()
 	if !ok || rate <= 0 {
 		return 0, false
@@ -366,6 +370,22 @@ func (r *report) targetsTable() *benchkit.Table {
 		v = atMost(cpu[0], masterCPUTarget, fmtMicros)
 	}
 	add("(2) master CPU per task at peak", val, fmt.Sprintf("<= %.0f µs", masterCPUTarget), v)
+
+	// (2) against (3): the master's CPU per task over nginx's own, both
+	// measured in the same alternating slices, so that the machine's speed
+	// (which moves the µs of both by up to 1.5x) mostly cancels out.
+	val = "-"
+	if ok, why := r.usable("master", "nginx"); !ok {
+		v = why
+	} else if cpu, why := r.masterCPU("master"); why != "" {
+		v = why
+	} else if ng, ok := r.get("nginx").perItem("nginx"); !ok || ng <= 0 {
+		v = "n/a: (3) nginx's CPU was not measured"
+	} else {
+		val = fmtX(cpu[0] / ng)
+		v = fmt.Sprintf("(no target: compares runs on a machine whose speed drifts); nginx's own CPU per task %s", fmtMicros(ng))
+	}
+	add("(2)÷(3) master CPU per task / nginx's", val, "-", v)
 
 	// (2h): p50 < 1 ms.
 	val = "-"

@@ -148,6 +148,28 @@ func TestTargetVerdicts(t *testing.T) {
 			row: "(2)/(3)", wantValue: "1.00x", wantVerdict: "MET (0.00x above, +0.0%); 10,000 vs 10,000 tasks/s",
 		},
 		{
+			name: "master CPU per task over nginx's",
+			set: func(r *report) {
+				ran(r.get("master"), 10000, 0.5)
+				ran(r.get("nginx"), 10000, 0)
+				r.get("nginx").st.cores["nginx"] = 0.3
+			},
+			row: "(2)÷(3)", wantValue: "1.67x", wantVerdict: "(no target: compares runs on a machine whose speed drifts); nginx's own CPU per task 30.0 µs",
+		},
+		{
+			name: "master CPU per task over nginx's, nginx not run",
+			set:  func(r *report) { ran(r.get("master"), 10000, 0.5) },
+			row:  "(2)÷(3)", wantValue: "-", wantVerdict: "n/a: (3) nginx not run (--only)",
+		},
+		{
+			name: "master CPU per task over nginx's, nginx's CPU not measured",
+			set: func(r *report) {
+				ran(r.get("master"), 10000, 0.5)
+				ran(r.get("nginx"), 10000, 0)
+			},
+			row: "(2)÷(3)", wantValue: "-", wantVerdict: "n/a: (3) nginx's CPU was not measured",
+		},
+		{
 			name: "half-load p50",
 			set:  func(r *report) { r.get("master-half").targetRate = 2000; ran(r.get("master-half"), 2000, 0.2) },
 			row:  "(2h) p50", wantValue: "0.500 ms", wantVerdict: "MET (0.500 ms under)",
