@@ -108,7 +108,10 @@ var errMalformed = errors.New("malformed HTTP reply")
 
 // readReply reads one HTTP/1.1 reply: its status code, whether the server
 // closes the connection after it, and its body (Content-Length, chunked,
-// or up to the connection's end) into into.
+// or up to the connection's end) into into. Not http.ReadResponse: that
+// took 1,568 ns and 12 allocations a reply against this one's 285 ns and 1
+// (2026-12-07), and in two alternating pairs the generator used 0.03-0.05
+// more of the 2 cores that the services being measured share.
 func readReply(br *bufio.Reader, into *bytes.Buffer) (code int, closeAfter bool, err error) {
 	line, err := readLine(br)
 	if err != nil {
