@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calclab/calclab/internal/faultproxy"
 	"github.com/calclab/calclab/internal/testcluster"
 	"github.com/calclab/calclab/services/api"
 	"github.com/calclab/calclab/services/master"
+	"github.com/calclab/calclab/services/slave"
 )
 
 // TestFailedHealthCheckReasonIsShown: when a slave's health checks start
@@ -100,5 +102,73 @@ func TestFailedHealthCheckReasonIsShown(t *testing.T) {
 				t.Fatalf("the warning does not give the reason %q:\n%s", tc.want, out)
 			}
 		})
+	}
+}
+
+// TestASlaveBackFromADeadVMGetsTasksAtOnce: a slave whose VM was killed and
+// started again at its address (a fake, package faultproxy: its old
+// connections go silent, new ones are cut while it is down and reach the
+// new slave after) gets its first task answered at once when it is back,
+// not after a task timeout on the old, silent task stream: the master
+// closes the stream of a slave that is down. A CI run on QEMU VMs saw all
+// tasks run on slave-1 after slave-2 came back.
+func TestASlaveBackFromADeadVMGetsTasksAtOnce(t *testing.T) {
+	const taskTimeout = 2 * time.Second
+	c := startCluster(t, 0, func(cfg *master.Config) {
+		cfg.TaskTimeout = taskTimeout
+	})
+	scfg := slave.Defaults()
+	scfg.Master, scfg.Logger = "", quiet
+	s, err := slave.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	vm := faultproxy.New(t, strings.TrimPrefix(srv.URL, "http://"))
+	if r, _ := register(t, c, `{"id": "t1", "webhook_url": "http://`+vm.Addr()+`"}`, nil); r.code != http.StatusOK {
+		t.Fatalf("registration: %d %s", r.code, r.body)
+	}
+	submit := func(what string) time.Duration {
+		t.Helper()
+		var task api.Task
+		start := time.Now()
+		r := call(t, http.MethodPost, c.master+"/submit-task", `{"payload": "6 * 7"}`, nil, &task)
+		took := time.Since(start)
+		if r.code != http.StatusOK || task.Result == nil || *task.Result != 42 {
+			t.Fatalf("%s: %d %s", what, r.code, r.body)
+		}
+		return took
+	}
+	status := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var list []api.SlaveInfo
+			call(t, http.MethodGet, c.master+"/slaves", "", nil, &list)
+			if len(list) == 1 && list[0].Status == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the slave is not %s: %+v", want, list)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	submit("before the VM died") // opens the task stream
+
+	vm.Silence()
+	vm.Cut(true)
+	status(api.SlaveDown)
+	time.Sleep(300 * time.Millisecond) // health checks go on while it is down
+	vm.Cut(false)
+	status(api.SlaveFree)
+
+	if took := submit("after the VM came back"); took >= taskTimeout {
+		t.Fatalf("the first task after the slave came back took %s: it waited on the old stream", took)
+	}
+	var list []api.SlaveInfo
+	call(t, http.MethodGet, c.master+"/slaves", "", nil, &list)
+	if list[0].Failures != 0 {
+		t.Errorf("the slave failed %d jobs after it came back (%s)", list[0].Failures, list[0].LastFailure)
 	}
 }

@@ -209,9 +209,13 @@ func (s *Server) healthLoop(ctx context.Context) {
 		}
 		var wg sync.WaitGroup
 		targets := s.pool.Targets()
-		// A slave that left the pool (drained, forgotten) keeps no stream.
+		// A slave that left the pool (drained, forgotten) keeps no
+		// stream, and neither does one that is down: its stream may be
+		// a dead connection (its VM was killed), and when it comes back
+		// its first task goes on a new one.
+		list := s.pool.List()
 		s.slaves.RetainStreams(func(url string) bool {
-			return slices.ContainsFunc(targets, func(tg dispatch.Target) bool { return tg.URL == url })
+			return slices.ContainsFunc(list, func(sl api.SlaveInfo) bool { return sl.Webhook == url && sl.Status != api.SlaveDown })
 		})
 		for _, tg := range targets {
 			wg.Add(1)

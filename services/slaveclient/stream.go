@@ -51,6 +51,9 @@ type stream struct {
 	pending []inflight
 	live    int   // calls in pending still waiting for answers
 	err     error // set once the stream broke; it takes no new calls
+	// answers counts the answers read: a call that timed out while it
+	// stayed the same learns that nothing came on the stream at all.
+	answers uint64
 	out     []byte
 	writing bool // the writer has been kicked and not finished
 	spare   []byte
@@ -130,8 +133,8 @@ var timers = sync.Pool{New: func() any {
 func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Target, exprs []string, reqID string) ([]api.BatchItem, error) {
 	cl := newCall(len(exprs))
 	var (
-		st   *stream
-		base uint64
+		st         *stream
+		base, seen uint64
 	)
 	// A stream that broke since it was last used (the slave restarted)
 	// is not the slave's fault now: the call goes on a new one.
@@ -140,7 +143,7 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 		if st, err = c.stream(ctx, op, tg); err != nil {
 			return nil, err
 		}
-		base, err = st.send(cl, exprs, reqID, c.cfg.MaxStreamBacklog)
+		base, seen, err = st.send(cl, exprs, reqID, c.cfg.MaxStreamBacklog)
 		if err == nil {
 			break
 		}
@@ -167,8 +170,18 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 		}
 		return cl.items, nil
 	case <-timer.C:
-		st.forget(base)
-		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTimeout, Err: fmt.Errorf("no answer on the task stream within %s", c.cfg.TaskTimeout)})
+		why := fmt.Errorf("no answer on the task stream within %s", c.cfg.TaskTimeout)
+		if st.timedOut(base, seen) {
+			// Nothing at all came on the stream while this call waited: its
+			// peer is gone (a killed VM answers nothing, not even a reset,
+			// and a new one at its address knows nothing of the old
+			// connection). Calls sent after on it would wait the same;
+			// the next call dials again.
+			why = fmt.Errorf("%w, nor any other answer: the stream was closed as dead", why)
+			c.forget(tg.URL, st)
+			st.close(why)
+		}
+		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTimeout, Err: why})
 	case <-ctx.Done():
 		st.forget(base)
 		return nil, fmt.Errorf("slave %s %s: %w", name(tg), op, ctx.Err())
@@ -303,16 +316,16 @@ func (c *Client) dialStream(ctx context.Context, op string, tg dispatch.Target) 
 // send registers cl's expressions under consecutive ids and queues their
 // frames for the stream's writer, which writes everything queued in one
 // write: under load, the frames of many tasks share a syscall.
-func (st *stream) send(cl *call, exprs []string, reqID string, maxBacklog int) (uint64, error) {
+func (st *stream) send(cl *call, exprs []string, reqID string, maxBacklog int) (base, answers uint64, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.err != nil {
-		return 0, fmt.Errorf("%w: %w", errBroken, st.err)
+		return 0, 0, fmt.Errorf("%w: %w", errBroken, st.err)
 	}
 	if len(st.out) > maxBacklog {
-		return 0, fmt.Errorf("the slave has not read %d bytes of requests queued on its task stream", len(st.out))
+		return 0, 0, fmt.Errorf("the slave has not read %d bytes of requests queued on its task stream", len(st.out))
 	}
-	base := st.next
+	base = st.next
 	st.next += uint64(len(exprs))
 	st.pending = append(st.pending, inflight{base, cl})
 	st.live++
@@ -326,7 +339,7 @@ func (st *stream) send(cl *call, exprs []string, reqID string, maxBacklog int) (
 		default:
 		}
 	}
-	return base, nil
+	return base, st.answers, nil
 }
 
 // writeLoop writes the queued frames until the stream breaks.
@@ -366,6 +379,18 @@ func (st *stream) forget(base uint64) {
 	st.mu.Unlock()
 }
 
+// timedOut drops the call whose ids start at base, as forget does, and
+// reports whether the stream read no answer since the call was sent
+// (answers was the count then) and has not broken: it went silent.
+func (st *stream) timedOut(base, answers uint64) (silent bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if i := st.find(base); i >= 0 && st.pending[i].base == base {
+		st.retire(i)
+	}
+	return st.answers == answers && st.err == nil
+}
+
 // readLoop matches answers to their calls until the stream breaks.
 func (st *stream) readLoop(r *bufio.Reader) {
 	for {
@@ -387,6 +412,7 @@ func (st *stream) readLoop(r *bufio.Reader) {
 func (st *stream) answer(a taskstream.Answer) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.answers++
 	i := st.find(a.ID)
 	if i < 0 {
 		return

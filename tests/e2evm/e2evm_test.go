@@ -863,7 +863,9 @@ func (e *e2e) upAgain(pid2 int, invocations map[string]string) string {
 	// And the pool computes again, on both slaves.
 	counts := e.spread(40)
 	if counts["slave-2"] == 0 {
-		e.t.Errorf("slave-2 took no task after it came back: %v", counts)
+		// What the master says of slave-2 tells why (its last failure).
+		list, _ := e.slaves()
+		e.t.Errorf("slave-2 took no task after it came back: %v; the master lists %+v", counts, list)
 	}
 	return fmt.Sprintf("(40 tasks after: %v)", counts)
 }
