@@ -249,7 +249,7 @@ func (c *Client) forget(url string, st *stream) {
 }
 
 // RetainStreams closes the open task streams whose slave URL keep rejects
-// (the slave left the pool); calls in flight on them fail as CloseStreams
+// (the slave left the pool or is down); calls in flight on them fail as CloseStreams
 // makes them.
 func (c *Client) RetainStreams(keep func(url string) bool) {
 	var gone []*stream
@@ -262,7 +262,7 @@ func (c *Client) RetainStreams(keep func(url string) bool) {
 	}
 	c.streams.mu.Unlock()
 	for _, st := range gone {
-		st.close(errors.New("the slave left the pool"))
+		st.close(errors.New("the master closed the stream: the slave left the pool or is down"))
 	}
 }
 
