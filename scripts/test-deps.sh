@@ -2,7 +2,7 @@
 # Install what `make test` needs and is not Go: Debian packages (Chromium for
 # the browser test, OpenSSH's sshd for the provisioning tests, nginx for the
 # benchmarks' baseline, wrk for bench-calc's independent load generator and
-# its script test) when run as root, and the npm test tools pinned in
+# its script test, iproute2 for a network namespace) when run as root, and the npm test tools pinned in
 # package.json / package-lock.json (newman, tree-sitter + its PowerShell
 # grammar) into ./node_modules with `npm ci`. Never downloads anything at
 # test time: this runs first, once, and is a no-op when everything is there.
@@ -25,6 +25,9 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 # make vagrant-check: Debian's vagrant (and its ruby) validates the Vagrantfile.
 command -v vagrant >/dev/null 2>&1 || need+=(vagrant)
+# ip: the integration test whose slave's host goes silent runs it in a
+# network namespace of its own.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

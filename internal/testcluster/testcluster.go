@@ -1,8 +1,9 @@
 // Package testcluster runs calclab's real master and slave binaries as
 // processes on free loopback ports, for tests: Main builds the binaries
-// once per test binary; Start, StartMaster and StartSlave run them with
-// their output captured (and logged when the test fails), and stop them
-// when the test ends; WaitSlaves waits until the master lists its slaves.
+// once per test binary; Start, StartIn (in a network namespace), StartMaster
+// and StartSlave run them with their output captured (and logged when the
+// test fails), and stop them when the test ends; WaitSlaves waits until the
+// master lists its slaves.
 package testcluster
 
 import (
@@ -149,8 +150,19 @@ type Proc struct {
 // within 15s.
 func Start(t testing.TB, name, bin, addr string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Name: name, URL: "http://" + addr, log: new(LockedBuffer), done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(binDir, bin), args...)
+	return start(t, name, addr, exec.Command(filepath.Join(binDir, bin), args...))
+}
+
+// StartIn is Start with the process in the network namespace netns
+// (ip netns exec, which runs it in place: the process is bin itself).
+func StartIn(t testing.TB, netns, name, bin, addr string, args ...string) *Proc {
+	t.Helper()
+	return start(t, name, addr, exec.Command("ip", append([]string{"netns", "exec", netns, filepath.Join(binDir, bin)}, args...)...))
+}
+
+func start(t testing.TB, name, addr string, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	p := &Proc{Name: name, URL: "http://" + addr, log: new(LockedBuffer), done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,70 @@ func readEvents(res *http.Response, each func(sse.Event) bool) {
 	}
 }
 
+// rendered is what a heavy render's stream delivered.
+type rendered struct {
+	img                      *image.RGBA
+	tiles, onSlave2, retried int // tiles, those from slave-2, those tried more than once
+	done                     bool
+}
+
+// renderHeavy streams the heavy frame from the master into a picture and
+// calls after, when set, after each tile with the tiles slave-2 sent so far.
+func renderHeavy(t *testing.T, masterURL string, after func(onSlave2 int)) rendered {
+	t.Helper()
+	res, err := http.Get(masterURL + "/mandelbrot/stream?" + heavyQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	r := rendered{img: image.NewRGBA(image.Rect(0, 0, heavy.Width, heavy.Height))}
+	readEvents(res, func(ev sse.Event) bool {
+		switch ev.Name {
+		case "tile":
+			var tl struct {
+				OX, OY, W, H, Attempts int
+				Slave, PNG             string
+			}
+			if err := json.Unmarshal(ev.Data, &tl); err != nil {
+				t.Fatalf("tile event: %v", err)
+			}
+			raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
+			part, err := mandel.DecodePNG(raw)
+			if err != nil {
+				t.Fatalf("tile PNG: %v", err)
+			}
+			draw.Draw(r.img, image.Rect(tl.OX, tl.OY, tl.OX+tl.W, tl.OY+tl.H), part, image.Point{}, draw.Src)
+			r.tiles++
+			if tl.Slave == "slave-2" {
+				r.onSlave2++
+			}
+			if tl.Attempts > 1 {
+				r.retried++
+			}
+			if after != nil {
+				after(r.onSlave2)
+			}
+		case "done":
+			r.done = true
+			return false
+		case "error":
+			t.Fatalf("render failed: %s", ev.Data)
+		}
+		return true
+	})
+	return r
+}
+
+// checkHeavy fails the test when img is not the heavy frame rendered in
+// this process.
+func checkHeavy(t *testing.T, img *image.RGBA, what string) {
+	t.Helper()
+	exp, _ := mandel.RenderFrame(context.Background(), heavy, 0)
+	if !bytes.Equal(img.Pix, exp.Pix) {
+		t.Fatalf("picture %s differs from a single-process render", what)
+	}
+}
+
 // TestSlaveDiesMidRender kills a slave with SIGKILL while a frame streams:
 // its tiles run on the other slave and the picture is complete and correct.
 func TestSlaveDiesMidRender(t *testing.T) {
@@ -42,54 +106,18 @@ func TestSlaveDiesMidRender(t *testing.T) {
 	s2 := startSlave(t, m.URL, "slave-2")
 	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
 
-	res, err := http.Get(m.URL + "/mandelbrot/stream?" + heavyQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	img := image.NewRGBA(image.Rect(0, 0, heavy.Width, heavy.Height))
-	tiles, onSlave2, retried, killed, done := 0, 0, 0, false, false
-	readEvents(res, func(ev sse.Event) bool {
-		switch ev.Name {
-		case "tile":
-			var tl struct {
-				OX, OY, W, H, Attempts int
-				Slave, PNG             string
-			}
-			json.Unmarshal(ev.Data, &tl)
-			raw, _ := base64.StdEncoding.DecodeString(tl.PNG)
-			part, err := mandel.DecodePNG(raw)
-			if err != nil {
-				t.Fatalf("tile PNG: %v", err)
-			}
-			draw.Draw(img, image.Rect(tl.OX, tl.OY, tl.OX+tl.W, tl.OY+tl.H), part, image.Point{}, draw.Src)
-			tiles++
-			if tl.Slave == "slave-2" {
-				onSlave2++
-			}
-			if tl.Attempts > 1 {
-				retried++
-			}
-			if onSlave2 >= 3 && !killed {
-				s2.Kill()
-				killed = true
-			}
-		case "done":
-			done = true
-			return false
-		case "error":
-			t.Fatalf("render failed: %s", ev.Data)
+	killed := false
+	r := renderHeavy(t, m.URL, func(onSlave2 int) {
+		if onSlave2 >= 3 && !killed {
+			s2.Kill()
+			killed = true
 		}
-		return true
 	})
-	if !killed || !done {
-		t.Fatalf("killed=%v done=%v after %d tiles", killed, done, tiles)
+	if !killed || !r.done {
+		t.Fatalf("killed=%v done=%v after %d tiles", killed, r.done, r.tiles)
 	}
-	t.Logf("%d tiles, %d from slave-2 before it died, %d ran again elsewhere", tiles, onSlave2, retried)
-	exp, _ := mandel.RenderFrame(context.Background(), heavy, 0)
-	if !bytes.Equal(img.Pix, exp.Pix) {
-		t.Fatal("picture after a slave died mid-render differs from a single-process render")
-	}
+	t.Logf("%d tiles, %d from slave-2 before it died, %d ran again elsewhere", r.tiles, r.onSlave2, r.retried)
+	checkHeavy(t, r.img, "after a slave died mid-render")
 }
 
 // TestClientGoingAwayCancelsTiles closes a heavy render's stream early and
