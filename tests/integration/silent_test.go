@@ -3,10 +3,13 @@ package integration
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +34,9 @@ func ip(t *testing.T, args ...string) {
 	}
 }
 
+// hosts numbers the hosts a test binary makes.
+var hosts atomic.Int32
+
 // newHost makes the namespace and its link, or skips the test where that
 // cannot be done (not root, no ip, no veth).
 func newHost(t *testing.T) *host {
@@ -38,11 +44,13 @@ func newHost(t *testing.T) *host {
 	if os.Geteuid() != 0 {
 		t.Skip("a network namespace needs root")
 	}
-	pid := os.Getpid()
-	h := &host{ns: fmt.Sprintf("calclab-it-%d", pid), link: fmt.Sprintf("clit%db", pid)}
-	outer := fmt.Sprintf("clit%da", pid)
-	// A /30 of 10.213.0.0/16 picked by the pid, so parallel runs differ.
-	a, b := (pid>>6)&0xff, (pid&0x3f)<<2
+	pid, seq := os.Getpid(), int(hosts.Add(1))
+	h := &host{ns: fmt.Sprintf("calclab-it-%d-%d", pid, seq), link: fmt.Sprintf("clit%d%db", pid, seq%10)}
+	outer := fmt.Sprintf("clit%d%da", pid, seq%10)
+	// A /30 of 10.213.0.0/16 picked by the pid and the host's number, so
+	// hosts of parallel runs and tests differ.
+	idx := (pid*4 + seq) & 0x3fff
+	a, b := idx>>6, (idx&0x3f)<<2
 	h.local, h.remote = fmt.Sprintf("10.213.%d.%d", a, b+1), fmt.Sprintf("10.213.%d.%d", a, b+2)
 	h.cidr = fmt.Sprintf("10.213.%d.%d/30", a, b)
 	if out, err := exec.Command("ip", "netns", "add", h.ns).CombinedOutput(); err != nil {
@@ -118,4 +126,104 @@ func TestSlaveHostGoesSilentMidRender(t *testing.T) {
 		t.Errorf("the render ended %s after slave-2's host went silent: its tiles waited for the tile timeout", took.Round(time.Millisecond))
 	}
 	checkHeavy(t, r.img, "after slave-2's host went silent")
+}
+
+// back lifts die: the host answers again.
+func (h *host) back(t *testing.T) { ip(t, "-n", h.ns, "route", "del", "blackhole", h.local+"/32") }
+
+// TestSlaveHostGoesSilentUnderLoadAndComesBack: slave-2's host goes silent
+// under task load and its process is killed meanwhile (what it sends while
+// dying is dropped: a killed VM), then the host answers again and a new
+// slave-2 starts at the same address (the VM booted again). Every task
+// submitted completes once with its right result, and once slave-2 is
+// back its tasks go on a new connection at once: none waits for an answer
+// on the old, dead one. A CI run on QEMU VMs saw all 40 tasks after the
+// restart run on slave-1.
+func TestSlaveHostGoesSilentUnderLoadAndComesBack(t *testing.T) {
+	h := newHost(t)
+	addr := net.JoinHostPort(h.local, strconv.Itoa(testcluster.FreePort(t)))
+	m := testcluster.Start(t, "master", "master", addr, "--listen", addr, "--data-dir", t.TempDir(),
+		"--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "info",
+		"--allow-cidr", "127.0.0.0/8,"+h.cidr)
+	startSlave(t, m.URL, "slave-1")
+	s2addr := net.JoinHostPort(h.remote, "6002")
+	slave2 := func() *testcluster.Proc {
+		return testcluster.StartIn(t, h.ns, "slave-2", "slave", s2addr, "--listen", s2addr, "--master", m.URL, "--id", "slave-2", "--capacity", "2")
+	}
+	s2 := slave2()
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+
+	// run submits n tasks from 8 clients (during calls after the i-th
+	// finished) and returns them with the slowest one's time.
+	run := func(prefix string, n int, during func(i int)) ([]api.Task, time.Duration) {
+		tasks := make([]api.Task, n)
+		var (
+			mu      sync.Mutex
+			done    int
+			slowest time.Duration
+			wg      sync.WaitGroup
+		)
+		next := make(chan int)
+		for range 8 {
+			wg.Go(func() {
+				for i := range next {
+					start := time.Now()
+					code := doJSON(t, http.MethodPost, m.URL+"/submit-task", map[string]any{
+						"task_id": fmt.Sprintf("%s-%d", prefix, i), "payload": fmt.Sprintf("%d * 3 + 1", i),
+					}, &tasks[i])
+					took := time.Since(start)
+					if want := float64(i*3 + 1); code != http.StatusOK || tasks[i].Result == nil || *tasks[i].Result != want {
+						t.Errorf("task %s-%d: %d %+v, want 200 with %v", prefix, i, code, tasks[i], want)
+					}
+					mu.Lock()
+					done++
+					slowest = max(slowest, took)
+					if during != nil {
+						during(done)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		for i := range n {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		return tasks, slowest
+	}
+	bySlave := func(tasks []api.Task) map[string]int {
+		out := map[string]int{}
+		for _, tk := range tasks {
+			out[tk.Slave]++
+		}
+		return out
+	}
+
+	var died time.Time
+	load, slowest := run("load", 600, func(done int) {
+		if done == 150 {
+			h.die(t)
+			s2.Kill()
+			died = time.Now()
+		}
+	})
+	t.Logf("under load: tasks by slave %v, the slowest %s", bySlave(load), slowest.Round(time.Millisecond))
+	if died.IsZero() || bySlave(load)["slave-2"] == 0 {
+		t.Fatalf("the load did not reach slave-2 before its host went silent: %v", bySlave(load))
+	}
+
+	h.back(t)
+	slave2()
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	after, slowest := run("after", 40, nil)
+	counts := bySlave(after)
+	t.Logf("after slave-2 came back (%s after its host went silent): tasks by slave %v, the slowest %s",
+		time.Since(died).Round(time.Millisecond), counts, slowest.Round(time.Millisecond))
+	if counts["slave-2"] == 0 {
+		t.Errorf("slave-2 took no task after it came back: %v", counts)
+	}
+	if slowest > 2*time.Second {
+		t.Errorf("a task after slave-2 came back took %s: it waited on a dead connection", slowest.Round(time.Millisecond))
+	}
 }
