@@ -79,6 +79,28 @@ func newHost(t *testing.T) *host {
 // as local congestion and retries without end.
 func (h *host) die(t *testing.T) { ip(t, "-n", h.ns, "route", "add", "blackhole", h.local+"/32") }
 
+// startSilentCluster starts a master on this side of a new host, slave-1
+// on loopback and slave-2 in the host, and waits until both are free.
+func startSilentCluster(t *testing.T) (h *host, m, s2 *testcluster.Proc) {
+	t.Helper()
+	h = newHost(t)
+	addr := net.JoinHostPort(h.local, strconv.Itoa(testcluster.FreePort(t)))
+	m = testcluster.Start(t, "master", "master", addr, "--listen", addr, "--data-dir", t.TempDir(),
+		"--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "info",
+		"--allow-cidr", "127.0.0.0/8,"+h.cidr)
+	startSlave(t, m.URL, "slave-1")
+	s2 = startSlave2(t, h, m)
+	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	return h, m, s2
+}
+
+// startSlave2 starts slave-2 in h, on port 6002 of its address.
+func startSlave2(t *testing.T, h *host, m *testcluster.Proc) *testcluster.Proc {
+	t.Helper()
+	addr := net.JoinHostPort(h.remote, "6002")
+	return testcluster.StartIn(t, h.ns, "slave-2", "slave", addr, "--listen", addr, "--master", m.URL, "--id", "slave-2", "--capacity", "2")
+}
+
 // TestSlaveHostGoesSilentMidRender: slave-2 runs in a network namespace
 // whose network dies while a frame renders (a killed VM: its connections
 // are neither answered nor reset). The tiles it had in flight run again
@@ -87,15 +109,7 @@ func (h *host) die(t *testing.T) { ip(t, "-n", h.ns, "route", "add", "blackhole"
 // TCP keepalive probes, so the kernel finds the dead peer while the
 // master waits for a tile's answer.
 func TestSlaveHostGoesSilentMidRender(t *testing.T) {
-	h := newHost(t)
-	addr := net.JoinHostPort(h.local, strconv.Itoa(testcluster.FreePort(t)))
-	m := testcluster.Start(t, "master", "master", addr, "--listen", addr, "--data-dir", t.TempDir(),
-		"--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "info",
-		"--allow-cidr", "127.0.0.0/8,"+h.cidr)
-	startSlave(t, m.URL, "slave-1")
-	s2addr := net.JoinHostPort(h.remote, "6002")
-	testcluster.StartIn(t, h.ns, "slave-2", "slave", s2addr, "--listen", s2addr, "--master", m.URL, "--id", "slave-2", "--capacity", "2")
-	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	h, m, _ := startSilentCluster(t)
 
 	var died time.Time
 	var lastTile time.Duration
@@ -140,18 +154,7 @@ func (h *host) back(t *testing.T) { ip(t, "-n", h.ns, "route", "del", "blackhole
 // on the old, dead one. A CI run on QEMU VMs saw all 40 tasks after the
 // restart run on slave-1.
 func TestSlaveHostGoesSilentUnderLoadAndComesBack(t *testing.T) {
-	h := newHost(t)
-	addr := net.JoinHostPort(h.local, strconv.Itoa(testcluster.FreePort(t)))
-	m := testcluster.Start(t, "master", "master", addr, "--listen", addr, "--data-dir", t.TempDir(),
-		"--health-interval", "200ms", "--heartbeat-interval", "200ms", "--log-level", "info",
-		"--allow-cidr", "127.0.0.0/8,"+h.cidr)
-	startSlave(t, m.URL, "slave-1")
-	s2addr := net.JoinHostPort(h.remote, "6002")
-	slave2 := func() *testcluster.Proc {
-		return testcluster.StartIn(t, h.ns, "slave-2", "slave", s2addr, "--listen", s2addr, "--master", m.URL, "--id", "slave-2", "--capacity", "2")
-	}
-	s2 := slave2()
-	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
+	h, m, s2 := startSilentCluster(t)
 
 	// run submits n tasks from 8 clients (during calls after the i-th
 	// finished) and returns them with the slowest one's time.
@@ -214,7 +217,7 @@ func TestSlaveHostGoesSilentUnderLoadAndComesBack(t *testing.T) {
 	}
 
 	h.back(t)
-	slave2()
+	startSlave2(t, h, m)
 	testcluster.WaitSlaves(t, m.URL, map[string]string{"slave-1": api.SlaveFree, "slave-2": api.SlaveFree})
 	after, slowest := run("after", 40, nil)
 	counts := bySlave(after)
