@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calclab/calclab/internal/deadpeer"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -83,7 +84,9 @@ func DialWith(ctx context.Context, addr, user string, signer ssh.Signer, hostKey
 	}
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	// A VM that dies while a command runs or a file uploads fails the
+	// connection within about 30s instead of leaving lab up waiting.
+	conn, err := deadpeer.SSH.Dialer(0, nil).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +180,9 @@ func OpenSSHConfig(header string, targets []Target) (string, error) {
 		if t.Jump != nil {
 			fmt.Fprintf(&b, "  ProxyJump %s\n", t.Jump.Node)
 		}
+		// A VM that died ends the session within about 30s, as the
+		// Go connections do (deadpeer.SSH), instead of leaving it hanging.
+		b.WriteString("  ServerAliveInterval 10\n  ServerAliveCountMax 3\n")
 		b.WriteString("  LogLevel ERROR\n")
 	}
 	return b.String(), nil

@@ -19,12 +19,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calclab/calclab/internal/deadpeer"
 	"github.com/calclab/calclab/services/api"
 )
 
@@ -371,37 +371,13 @@ func ServeFast(ctx context.Context, ln net.Listener, h http.Handler, lane *FastL
 	return nil
 }
 
-// Dead peers. A peer that died without closing its connections (a killed
-// VM sends neither a reset nor anything else) is found by the kernel on
-// the connections of Client, within about 5s, rather than by each call's
-// own timeout (a tile's is a minute):
-//   - while a call waits for its answer with everything it sent
-//     acknowledged, by TCP keepalive (peerProbe): after 2s without
-//     traffic a probe, then one a second, and 3 unanswered fail the
-//     connection. A slow answer (a heavy tile) is not disturbed: the
-//     peer's kernel answers the probes while its process works;
-//   - while sent data waits for its acknowledgement (a request written
-//     after the peer died), by TCP_USER_TIMEOUT on Linux (unackedTimeout),
-//     where keepalive does not apply and retransmissions would go on for
-//     many minutes.
-var peerProbe = net.KeepAliveConfig{Enable: true, Idle: 2 * time.Second, Interval: time.Second, Count: 3}
-
-const unackedTimeout = 5 * time.Second
-
 // Client returns an HTTP client for calls between services: keep-alive
-// connections, a dial timeout, and dead peers found within about 5s (see
-// peerProbe). dialControl, when set, vets every address the client
-// connects to.
+// connections, a dial timeout, and a peer that died without closing its
+// connections (a killed VM) found within about 5s (deadpeer.Services)
+// rather than by each call's own timeout (a tile's is a minute).
+// dialControl, when set, vets every address the client connects to.
 func Client(dialControl func(network, address string) error) *http.Client {
-	d := &net.Dialer{Timeout: 2 * time.Second, KeepAliveConfig: peerProbe}
-	d.ControlContext = func(_ context.Context, network, address string, c syscall.RawConn) error {
-		if dialControl != nil {
-			if err := dialControl(network, address); err != nil {
-				return err
-			}
-		}
-		return setUnackedTimeout(network, c, unackedTimeout)
-	}
+	d := deadpeer.Services.Dialer(2*time.Second, dialControl)
 	tr := &http.Transport{
 		DialContext:         d.DialContext,
 		MaxIdleConns:        1024,

@@ -140,6 +140,7 @@ func TestArgsAndSSHConfig(t *testing.T) {
 		"Host master\n", "HostName 127.0.0.1", "Port 2220", "User calclab",
 		"IdentityFile " + filepath.Join(dir, "ssh", "id_ed25519"),
 		"UserKnownHostsFile " + filepath.Join(dir, "known_hosts"), "StrictHostKeyChecking accept-new",
+		"ServerAliveInterval 10", "ServerAliveCountMax 3",
 	} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("ssh config lacks %q:\n%s", want, cfg)

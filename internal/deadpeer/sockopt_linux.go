@@ -1,4 +1,4 @@
-package httpserve
+package deadpeer
 
 import (
 	"fmt"
@@ -12,9 +12,9 @@ import (
 const tcpUserTimeout = 18
 
 // setUnackedTimeout makes a TCP connection fail when data it sent stays
-// unacknowledged for d (TCP_USER_TIMEOUT).
+// unacknowledged for d (TCP_USER_TIMEOUT); d <= 0 leaves the kernel's own.
 func setUnackedTimeout(network string, c syscall.RawConn, d time.Duration) error {
-	if !strings.HasPrefix(network, "tcp") {
+	if d <= 0 || !strings.HasPrefix(network, "tcp") {
 		return nil
 	}
 	var serr error

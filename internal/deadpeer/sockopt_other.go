@@ -1,6 +1,6 @@
 //go:build !linux
 
-package httpserve
+package deadpeer
 
 import (
 	"syscall"
