@@ -208,16 +208,17 @@ func (s *Server) healthLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		var wg sync.WaitGroup
-		targets := s.pool.Targets()
-		// A slave that left the pool (drained, forgotten) keeps no
-		// stream, and neither does one that is down: its stream may be
-		// a dead connection (its VM was killed), and when it comes back
-		// its first task goes on a new one.
+		// One snapshot of the pool for both: which streams stay, which
+		// slaves are checked. A slave that left the pool (drained,
+		// forgotten) keeps no stream, and neither does one that is down:
+		// its stream may be a dead connection (its VM was killed), and
+		// when it comes back its first task goes on a new one.
 		list := s.pool.List()
 		s.slaves.RetainStreams(func(url string) bool {
 			return slices.ContainsFunc(list, func(sl api.SlaveInfo) bool { return sl.Webhook == url && sl.Status != api.SlaveDown })
 		})
-		for _, tg := range targets {
+		for _, sl := range list {
+			tg := dispatch.Target{ID: sl.ID, URL: sl.Webhook}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

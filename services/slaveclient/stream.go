@@ -147,7 +147,7 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 		if err == nil {
 			break
 		}
-		c.drop(tg.URL, st)
+		c.drop(tg.URL, st, errors.New("stream dropped"))
 		if !errors.Is(err, errBroken) || try > 0 {
 			return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTransport, Err: err})
 		}
@@ -161,7 +161,7 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 	select {
 	case <-cl.done:
 		if cl.err != nil {
-			c.drop(tg.URL, st)
+			c.drop(tg.URL, st, errors.New("stream dropped"))
 			kind := KindTransport
 			if errors.Is(cl.err, taskstream.ErrProtocol) {
 				kind = KindMalformed
@@ -171,19 +171,18 @@ func (c *Client) computeStream(ctx context.Context, op string, tg dispatch.Targe
 		return cl.items, nil
 	case <-timer.C:
 		why := fmt.Errorf("no answer on the task stream within %s", c.cfg.TaskTimeout)
-		if st.timedOut(base, seen) {
+		if st.forget(base, seen) {
 			// Nothing at all came on the stream while this call waited: its
 			// peer is gone (a killed VM answers nothing, not even a reset,
 			// and a new one at its address knows nothing of the old
 			// connection). Calls sent after on it would wait the same;
 			// the next call dials again.
 			why = fmt.Errorf("%w, nor any other answer: the stream was closed as dead", why)
-			c.forget(tg.URL, st)
-			st.close(why)
+			c.drop(tg.URL, st, why)
 		}
 		return nil, wrap(&Error{Op: op, Slave: name(tg), Kind: KindTimeout, Err: why})
 	case <-ctx.Done():
-		st.forget(base)
+		st.forget(base, seen)
 		return nil, fmt.Errorf("slave %s %s: %w", name(tg), op, ctx.Err())
 	}
 }
@@ -233,10 +232,11 @@ func (c *Client) stream(ctx context.Context, op string, tg dispatch.Target) (*st
 	}
 }
 
-// drop forgets a broken stream (the next call dials again) and closes it.
-func (c *Client) drop(url string, st *stream) {
+// drop forgets a broken stream (the next call dials again) and closes it:
+// the calls still on it fail with err.
+func (c *Client) drop(url string, st *stream, err error) {
 	c.forget(url, st)
-	st.close(errors.New("stream dropped"))
+	st.close(err)
 }
 
 // forget removes st from the open streams, if it is still url's.
@@ -370,19 +370,10 @@ func (st *stream) writeLoop() {
 }
 
 // forget drops the call whose ids start at base (it stopped waiting): a
-// late answer for them is ignored.
-func (st *stream) forget(base uint64) {
-	st.mu.Lock()
-	if i := st.find(base); i >= 0 && st.pending[i].base == base {
-		st.retire(i)
-	}
-	st.mu.Unlock()
-}
-
-// timedOut drops the call whose ids start at base, as forget does, and
-// reports whether the stream read no answer since the call was sent
-// (answers was the count then) and has not broken: it went silent.
-func (st *stream) timedOut(base, answers uint64) (silent bool) {
+// late answer for them is ignored. It reports whether the stream read no
+// answer since the call was sent (answers was the count then) and has not
+// broken: it went silent.
+func (st *stream) forget(base, answers uint64) (silent bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if i := st.find(base); i >= 0 && st.pending[i].base == base {

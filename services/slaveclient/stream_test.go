@@ -531,7 +531,7 @@ func TestStreamMatchesAnswersToCalls(t *testing.T) {
 	}
 	slow, batch, lost := newCall(1), newCall(3), newCall(2)
 	slowBase, batchBase, lostBase := send(slow), send(batch), send(lost)
-	st.forget(lostBase)
+	st.forget(lostBase, 0)
 	for _, a := range []taskstream.Answer{
 		{ID: batchBase + 2, Result: 30},
 		{ID: lostBase, Result: 99},       // forgotten: ignored
