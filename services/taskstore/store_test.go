@@ -542,3 +542,86 @@ func TestRemovedThenCreatedAgainIsStored(t *testing.T) {
 		})
 	}
 }
+
+// TestWritesReusingTheirBuffersStoreEveryTaskAsItWas: each write reuses the
+// buffers of the one before (Flush's scratch). Many writes, some called
+// from several goroutines at once, of records from a few bytes to more than
+// a buffer piece, must leave every task on disk exactly in its last state.
+func TestWritesReusingTheirBuffersStoreEveryTaskAsItWas(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{FlushEvery: time.Millisecond})
+	const tasks = 3000
+	expr := func(i int) string {
+		switch i % 100 {
+		case 0:
+			return strings.Repeat("1+", maxRecord/2) + "1" // longer than maxRecord
+		case 1:
+			return strings.Repeat("2*", pieceSize/8) + "2"
+		default:
+			return fmt.Sprintf("%d+%s", i, strings.Repeat("3", i%50))
+		}
+	}
+	stop := make(chan struct{})
+	var flushers sync.WaitGroup
+	for range 3 {
+		flushers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := s.Flush(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var makers sync.WaitGroup
+	for w := range 4 {
+		makers.Go(func() {
+			for i := w; i < tasks; i += 4 {
+				id := fmt.Sprintf("t%05d", i)
+				tk := api.Task{ID: id, Expression: expr(i), Status: api.StatusQueued, CreatedAt: time.Now().UTC()}
+				if _, _, err := s.Create(context.Background(), tk, Request{Expression: tk.Expression, RequestID: id}); err != nil {
+					t.Error(err)
+					return
+				}
+				v := float64(i)
+				s.Update(id, func(t *api.Task) { t.Status, t.Slave = api.StatusAssigned, "slave-1" })
+				if i%3 != 0 {
+					s.Update(id, func(t *api.Task) { t.Status, t.Result = api.StatusCompleted, &v })
+				}
+			}
+		})
+	}
+	makers.Wait()
+	close(stop)
+	flushers.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, Options{})
+	defer s.Close()
+	for i := range tasks {
+		id := fmt.Sprintf("t%05d", i)
+		got, ok := s.Get(id)
+		want := api.StatusCompleted
+		if i%3 == 0 {
+			want = api.StatusAssigned
+		}
+		switch {
+		case !ok:
+			t.Fatalf("task %s missing after reopen", id)
+		case got.Expression != expr(i) || got.Status != want || got.Slave != "slave-1":
+			t.Fatalf("task %s after reopen: status %q slave %q expression of %d bytes; want %q, slave-1, %d bytes",
+				id, got.Status, got.Slave, len(got.Expression), want, len(expr(i)))
+		case want == api.StatusCompleted && (got.Result == nil || *got.Result != float64(i)):
+			t.Fatalf("task %s after reopen: result %v, want %d", id, got.Result, i)
+		}
+	}
+	if un := s.Unfinished(); len(un) != tasks/3 {
+		t.Fatalf("%d unfinished tasks after reopen, want %d", len(un), tasks/3)
+	}
+}
