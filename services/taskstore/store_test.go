@@ -556,7 +556,7 @@ func TestWritesReusingTheirBuffersStoreEveryTaskAsItWas(t *testing.T) {
 		case 0:
 			return strings.Repeat("1+", maxRecord/2) + "1" // longer than maxRecord
 		case 1:
-			return strings.Repeat("2*", pieceSize/8) + "2"
+			return strings.Repeat("2*", pieceSize/2) + "2" // longer than a piece
 		default:
 			return fmt.Sprintf("%d+%s", i, strings.Repeat("3", i%50))
 		}
